@@ -1,0 +1,235 @@
+"""Canvas values the engine reasons about, and the parsing of Canvas REST records into them.
+
+The engine receives records exactly as Canvas sent them. Each parser either returns a value
+or raises :class:`Malformed` with a reason; the caller quarantines that one record and the
+rest of the course keeps syncing. Parsers read only the fields a sync needs and tolerate the
+rest, since Canvas adds fields over time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+# Enrollment states that make a student a group member. Everything else (invited, inactive,
+# completed, deleted, rejected, creation_pending) does not.
+ACTIVE = "active"
+STUDENT_ENROLLMENT = "StudentEnrollment"
+
+
+class Malformed(ValueError):
+    """A record that cannot be understood; its message is the quarantine reason."""
+
+
+@dataclass(frozen=True)
+class Student:
+    """A user with at least one active student enrollment in the course.
+
+    Keyed by user id, never by enrollment id: one user may hold several enrollment rows
+    (sections, roles), and they all fold into this one value.
+    """
+
+    user_id: int
+    name: str
+    email: str | None = None
+    current_score: float | None = None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    assignment_id: int
+    points_possible: float | None
+    quiz_id: int | None = None
+    is_new_quiz: bool = False
+
+
+@dataclass(frozen=True)
+class Submission:
+    user_id: int
+    assignment_id: int
+    score: float | None
+    excused: bool
+    graded_at: float | None
+
+
+@dataclass
+class CourseSnapshot:
+    """Everything read from Canvas for one course in one round (submissions merged with
+    earlier rounds when the read was incremental)."""
+
+    students: dict[int, Student] = field(default_factory=dict)
+    assignments: dict[int, Assignment] = field(default_factory=dict)
+    quizzes: dict[int, int] = field(default_factory=dict)  # classic quiz id -> assignment id
+    submissions: dict[tuple[int, int], Submission] = field(default_factory=dict)
+    # user id -> module id -> state; absent user means progress was not read.
+    modules: dict[int, dict[int, str]] = field(default_factory=dict)
+    # module ids known to carry completion requirements, per user reading
+    required_modules: dict[int, frozenset[int]] = field(default_factory=dict)
+
+    def module_state(self, user_id: int, module_id: int) -> str | None:
+        return self.modules.get(user_id, {}).get(module_id)
+
+    def course_completed(self, user_id: int) -> bool:
+        required = self.required_modules.get(user_id, frozenset())
+        states = self.modules.get(user_id, {})
+        return bool(required) and all(states.get(m) == "completed" for m in required)
+
+    def quiz_assignment(self, quiz_id: int) -> int | None:
+        return self.quizzes.get(quiz_id)
+
+
+def _mapping(record: object) -> Mapping[str, object]:
+    if not isinstance(record, Mapping):
+        raise Malformed(f"expected a JSON object, got {type(record).__name__}")
+    return record
+
+
+def _int(record: Mapping[str, object], key: str) -> int:
+    value = record.get(key)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise Malformed(f"{key!r} must be an integer id, got {value!r}")
+    if not 0 < value < 2**63:
+        raise Malformed(f"{key!r} is out of range: {value!r}")
+    return value
+
+
+def _opt_int(record: Mapping[str, object], key: str) -> int | None:
+    return None if record.get(key) is None else _int(record, key)
+
+
+def _opt_number(record: Mapping[str, object], key: str) -> float | None:
+    value = record.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise Malformed(f"{key!r} must be a number or null, got {value!r}")
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise Malformed(f"{key!r} is not a finite number: {value!r}")
+    return number
+
+
+def _str(record: Mapping[str, object], key: str, default: str | None = None) -> str:
+    value = record.get(key, default)
+    if not isinstance(value, str):
+        raise Malformed(f"{key!r} must be a string, got {value!r}")
+    return value
+
+
+def parse_time(value: object, key: str = "timestamp") -> float | None:
+    """ISO-8601 (``Z`` or an offset) to epoch seconds; ``None`` stays ``None``."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise Malformed(f"{key!r} must be an ISO-8601 string, got {value!r}")
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise Malformed(f"{key!r} is not ISO-8601: {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise Malformed(f"{key!r} has no time zone: {value!r}")
+    return parsed.timestamp()
+
+
+@dataclass(frozen=True)
+class EnrollmentRow:
+    user_id: int
+    name: str
+    active_student: bool
+    current_score: float | None
+
+
+def parse_enrollment(record: object) -> EnrollmentRow:
+    rec = _mapping(record)
+    user = rec.get("user")
+    name = ""
+    if isinstance(user, Mapping) and isinstance(user.get("name"), str):
+        name = str(user["name"])
+    grades = rec.get("grades")
+    score = _opt_number(grades, "current_score") if isinstance(grades, Mapping) else None
+    state = _str(rec, "enrollment_state")
+    kind = _str(rec, "type")
+    return EnrollmentRow(
+        user_id=_int(rec, "user_id"),
+        name=name,
+        active_student=(kind == STUDENT_ENROLLMENT and state == ACTIVE),
+        current_score=score,
+    )
+
+
+def parse_user_email(record: object) -> tuple[int, str | None]:
+    """A ``/courses/:id/users`` row as (user id, lowercased primary email or ``None``).
+
+    Emails are compared lowercased because Credentials lowercases recipients on award;
+    an absent email (hidden by permissions, invited-only user, SIS user without one) is
+    ``None``, not an error: the student is still enrolled, just not yet reachable.
+    """
+    rec = _mapping(record)
+    uid = _int(rec, "id")
+    email = rec.get("email")
+    if email is None or email == "":
+        return uid, None
+    if not isinstance(email, str) or "@" not in email:
+        raise Malformed(f"user {uid}: 'email' is not an email address: {email!r}")
+    return uid, email.strip().lower()
+
+
+def parse_assignment(record: object) -> Assignment:
+    rec = _mapping(record)
+    types = rec.get("submission_types", [])
+    if not isinstance(types, list):
+        raise Malformed(f"'submission_types' must be a list, got {types!r}")
+    is_lti_quiz = rec.get("is_quiz_lti_assignment") is True
+    return Assignment(
+        assignment_id=_int(rec, "id"),
+        points_possible=_opt_number(rec, "points_possible"),
+        quiz_id=_opt_int(rec, "quiz_id"),
+        is_new_quiz=is_lti_quiz and "external_tool" in types,
+    )
+
+
+def parse_quiz(record: object) -> tuple[int, int | None]:
+    """A classic quiz as (quiz id, its assignment id or ``None`` for practice quizzes)."""
+    rec = _mapping(record)
+    return _int(rec, "id"), _opt_int(rec, "assignment_id")
+
+
+def parse_submission(record: object) -> Submission:
+    rec = _mapping(record)
+    excused = rec.get("excused")
+    if excused is not None and not isinstance(excused, bool):
+        raise Malformed(f"'excused' must be a boolean or null, got {excused!r}")
+    # A hidden grade is an *absent* key, a missing grade is null: both mean "no score".
+    return Submission(
+        user_id=_int(rec, "user_id"),
+        assignment_id=_int(rec, "assignment_id"),
+        score=_opt_number(rec, "score"),
+        excused=bool(excused),
+        graded_at=parse_time(rec.get("graded_at"), "graded_at"),
+    )
+
+
+def parse_module(record: object) -> tuple[int, str | None, bool]:
+    """A module read with ``student_id`` as (module id, state, has completion requirements).
+
+    ``items`` is omitted by Canvas for modules with more than 100 items; such a module is
+    counted as required (its ``state`` still tells completion), rather than silently
+    treated as having none.
+    """
+    rec = _mapping(record)
+    module_id = _int(rec, "id")
+    state = rec.get("state")
+    if state is not None and not isinstance(state, str):
+        raise Malformed(f"module {module_id}: 'state' must be a string, got {state!r}")
+    items = rec.get("items")
+    if items is None:
+        required = True
+    elif isinstance(items, list):
+        required = any(
+            isinstance(item, Mapping) and isinstance(item.get("completion_requirement"), Mapping)
+            for item in items
+        )
+    else:
+        raise Malformed(f"module {module_id}: 'items' must be a list, got {items!r}")
+    return module_id, state, required

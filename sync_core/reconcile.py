@@ -1,0 +1,90 @@
+"""Desired state from Canvas, diffed against what Credentials shows: pure functions.
+
+These are the level-triggered heart of the engine. Each takes the whole picture of one
+course (never a delta), so running them again after any failure, crash or missed event
+computes the same answer, and a repeated round repairs whatever an earlier one missed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sync_core.canvas import CourseSnapshot
+from sync_core.commands import LeaderboardEntry
+from sync_core.credentials import Assertion, Member
+from sync_core.rules import AwardRule, earned_by
+
+
+def earned(rules: Iterable[AwardRule], snapshot: CourseSnapshot) -> dict[int, frozenset[str]]:
+    """Badge classes each student has earned now (every student gets an entry)."""
+    per_user: dict[int, set[str]] = {uid: set() for uid in snapshot.students}
+    for rule in rules:
+        for uid in earned_by(rule, snapshot):
+            per_user[uid].add(rule.badge_class)
+    return {uid: frozenset(badges) for uid, badges in per_user.items()}
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    upserts: tuple[Member, ...]
+    removals: tuple[int, ...]
+    # Students whose email this round did not show: left as they are, awards held.
+    unreachable: tuple[int, ...]
+
+
+def plan_members(
+    snapshot: CourseSnapshot,
+    earned_now: Mapping[int, frozenset[str]],
+    observed: Mapping[int, Member],
+) -> MemberPlan:
+    """Members are exactly the students with an active enrollment and a known email.
+
+    A student whose email is unknown this round is neither added nor removed: removing on
+    missing data is how a flaky read turns into a lost membership.
+    """
+    upserts = []
+    unreachable = []
+    for uid, student in sorted(snapshot.students.items()):
+        if student.email is None:
+            unreachable.append(uid)
+            continue
+        want = Member(uid, student.email, student.name, tuple(sorted(earned_now[uid])))
+        if observed.get(uid) != want:
+            upserts.append(want)
+    removals = tuple(uid for uid in sorted(observed) if uid not in snapshot.students)
+    return MemberPlan(tuple(upserts), removals, tuple(unreachable))
+
+
+def owners_by_email(known_emails: Mapping[int, Iterable[str]]) -> dict[str, int]:
+    """Reverse index: every email a user has ever had points back to that user, so an
+    award to an old address still counts as that user's award after an email change."""
+    return {email: uid for uid, emails in sorted(known_emails.items()) for email in emails}
+
+
+def awarded_in(
+    assertions: Iterable[Assertion], owners: Mapping[str, int], badge_classes: Iterable[str]
+) -> dict[tuple[int, str], str]:
+    """(user, badge class) -> entityId for every assertion, revoked ones included: the
+    engine awards once, and a revocation is a person's decision it must not undo."""
+    wanted = set(badge_classes)
+    found: dict[tuple[int, str], str] = {}
+    for a in assertions:
+        uid = owners.get(a.email)
+        if uid is not None and a.badge_class in wanted:
+            found.setdefault((uid, a.badge_class), a.entity_id)
+    return found
+
+
+def leaderboard(
+    members: Iterable[int],
+    live_awards: Iterable[tuple[int, str]],
+) -> tuple[LeaderboardEntry, ...]:
+    """Rank members by how many distinct badge classes they hold (unrevoked), derived
+    afresh from the awards every round; ties by user id for a stable order."""
+    counts = dict.fromkeys(members, 0)
+    for uid, _badge in set(live_awards):
+        if uid in counts:
+            counts[uid] += 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return tuple(LeaderboardEntry(uid, n) for uid, n in ranked)
