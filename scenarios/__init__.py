@@ -1,0 +1,1 @@
+"""Named QA scenarios for the credsync simulator, and the ``credsync`` command line."""
