@@ -1,0 +1,380 @@
+"""The Badgr v2 endpoints the sync uses, plus the modelled recipient-group API.
+
+Fidelity follows ``credentials-api.md``: the ``status``/``result`` envelope (``result`` is
+always a list), ``validationErrors``/``fieldErrors`` on errors, 404 rather than 403 for
+anything not found or not permitted, ``num`` cursor pages ordered newest first, revoked
+awards hidden unless asked for, and email recipients lowercased. Bad input never raises.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Final, TypeVar
+
+from simulators.api import ApiRequest, json_response, link_header, parse_id
+from simulators.clock import iso, iso_micro
+from simulators.credentials import (
+    Assertion,
+    Credentials,
+    Group,
+    LeaderboardRow,
+    Member,
+    normalise_identity,
+)
+from simulators.tokens import Service, TokenStore
+from sync_core.wire import HttpResponse
+
+T = TypeVar("T")
+Json = dict[str, object]
+SortKey = tuple[float, int]
+
+CONTENT_TYPE: Final = {"Content-Type": "application/ld+json"}
+MAX_NUM: Final = 500
+RECIPIENT_TYPES: Final = frozenset({"email", "url", "telephone", "openBadgeId"})
+_TRUE: Final = frozenset({"true", "1"})
+REQUIRED: Final = ["This field is required."]
+
+
+def ok(
+    result: list[object], status: int = 200, headers: Mapping[str, str] | None = None
+) -> HttpResponse:
+    body = {"status": {"success": True, "description": "ok"}, "result": result}
+    return json_response(status, body, {**CONTENT_TYPE, **(headers or {})})
+
+
+def error(
+    status: int,
+    description: str,
+    field_errors: object | None = None,
+    validation_errors: list[str] | None = None,
+) -> HttpResponse:
+    body = {
+        "status": {"success": False, "description": description},
+        "validationErrors": validation_errors or [],
+        "fieldErrors": {} if field_errors is None else field_errors,
+        "result": [],
+    }
+    return json_response(status, body, CONTENT_TYPE)
+
+
+def not_found() -> HttpResponse:
+    return error(404, "entity not found or insufficient privileges")
+
+
+def bad_request(
+    field_errors: Mapping[str, list[str]] | None = None, validation_errors: list[str] | None = None
+) -> HttpResponse:
+    return error(400, "bad request", dict(field_errors or {}), validation_errors)
+
+
+class CredentialsApi:
+    """Request handler over one :class:`Credentials` model."""
+
+    def __init__(self, credentials: Credentials, tokens: TokenStore) -> None:
+        self.credentials = credentials
+        self.tokens = tokens
+
+    def handle(self, request: ApiRequest) -> HttpResponse:
+        route = self._route(request.segments)
+        if route is None:
+            return not_found()
+        methods, action = route
+        if not self.tokens.validate(Service.CREDENTIALS, request.bearer()):
+            return error(401, "no valid auth token found")
+        method = request.method.upper()
+        if method not in methods:
+            # DRF's handler for other exceptions: "miscellaneous error", fieldErrors a string.
+            return error(405, "miscellaneous error", f'Method "{method}" not allowed.')
+        return action(request)
+
+    def _route(
+        self, segs: tuple[str, ...]
+    ) -> tuple[frozenset[str], Callable[[ApiRequest], HttpResponse]] | None:
+        creds = self.credentials
+        match segs:
+            case ("v2", "badgeclasses", badge_id, "assertions"):
+                if badge_id not in creds.badge_classes:
+                    return None
+                return frozenset({"GET", "POST"}), lambda r: self._assertions(r, badge_id)
+            case ("v2", "assertions", assertion_id):
+                if assertion_id not in creds.assertions:
+                    return None
+                return frozenset({"DELETE"}), lambda r: self._revoke(r, assertion_id)
+            case ("v2", "issuers", issuer_id, "recipient-groups", group_id, *rest):
+                group = creds.groups.get(group_id)
+                if group is None or group.issuer_id != issuer_id:
+                    return None
+                return self._group_route(group, tuple(rest))
+        return None
+
+    def _group_route(
+        self, group: Group, rest: tuple[str, ...]
+    ) -> tuple[frozenset[str], Callable[[ApiRequest], HttpResponse]] | None:
+        match rest:
+            case ("members",):
+                return frozenset({"GET"}), lambda r: self._members(r, group)
+            case ("members", raw_user):
+                user_id = parse_id(raw_user)
+                if user_id is None:
+                    return None
+                return frozenset({"PUT", "DELETE"}), lambda r: self._member(r, group, user_id)
+            case ("leaderboard",):
+                return frozenset({"GET", "PUT"}), lambda r: self._leaderboard(r, group)
+        return None
+
+    # ------------------------------------------------------------------ assertions
+
+    def _assertions(self, request: ApiRequest, badge_id: str) -> HttpResponse:
+        if request.method.upper() == "POST":
+            return self._award(request, badge_id)
+        now = self.credentials.clock.now
+        recipients = set(request.params("recipient"))
+        with_revoked = (request.param("include_revoked") or "").lower() in _TRUE
+        with_expired = (request.param("include_expired") or "").lower() in _TRUE
+        rows = [
+            a
+            for a in reversed(self.credentials.assertions_for(badge_id))
+            if (with_revoked or not a.revoked)
+            and (with_expired or not a.expired(now))
+            and (not recipients or a.identity in recipients)
+        ]
+        return _paged(request, rows, lambda a: (a.created_at, a.seq), self._assertion_json)
+
+    def _award(self, request: ApiRequest, badge_id: str) -> HttpResponse:
+        body = request.json
+        if not isinstance(body, Mapping):
+            return bad_request(validation_errors=["Invalid data. Expected a dictionary."])
+        recipient = _recipient(body.get("recipient"))
+        if isinstance(recipient, str):
+            return bad_request({"recipient": [recipient]})
+        narrative = body.get("narrative")
+        if narrative is not None and not isinstance(narrative, str):
+            return bad_request({"narrative": ["Not a valid string."]})
+        allow_duplicates = body.get("allowDuplicateAwards", True)
+        if not isinstance(allow_duplicates, bool):
+            return bad_request({"allowDuplicateAwards": ["Must be a valid boolean."]})
+        raw_identity, kind = recipient
+        identity = normalise_identity(raw_identity, kind)
+        if not allow_duplicates and self._live_award_exists(badge_id, identity):
+            return bad_request(
+                validation_errors=[
+                    "A previous award of this badge already exists for this recipient."
+                ]
+            )
+        assertion = self.credentials.award(badge_id, identity, kind, narrative)
+        return ok([self._assertion_json(assertion, request)], status=201)
+
+    def _live_award_exists(self, badge_id: str, identity: str) -> bool:
+        now = self.credentials.clock.now
+        return any(
+            a.identity == identity and not a.revoked and not a.expired(now)
+            for a in self.credentials.assertions_for(badge_id)
+        )
+
+    def _revoke(self, request: ApiRequest, assertion_id: str) -> HttpResponse:
+        body = request.json
+        reason = body.get("revocation_reason") if isinstance(body, Mapping) else None
+        if not isinstance(reason, str) or not reason.strip():
+            return bad_request({"revocation_reason": REQUIRED})
+        if self.credentials.assertions[assertion_id].revoked:
+            return bad_request(validation_errors=["Assertion is already revoked"])
+        assertion = self.credentials.revoke(assertion_id, reason)
+        return ok([self._assertion_json(assertion, request)])
+
+    def _assertion_json(self, a: Assertion, request: ApiRequest) -> Json:
+        base = request.origin
+        hashed = a.recipient_type in ("email", "telephone")
+        digest = hashlib.sha256((a.identity + a.salt).encode()).hexdigest()
+        return {
+            "entityType": "Assertion",
+            "entityId": a.entity_id,
+            "openBadgeId": f"{base}/public/assertions/{a.entity_id}",
+            "createdAt": iso_micro(a.created_at),
+            "createdBy": "c3lzdGVtLXVzZXItMDAwMDAx",
+            "badgeclass": a.badge_class,
+            "badgeclassOpenBadgeId": f"{base}/public/badges/{a.badge_class}",
+            "issuer": a.issuer_id,
+            "issuerOpenBadgeId": f"{base}/public/issuers/{a.issuer_id}",
+            "image": f"{base}/media/uploads/badges/assertion-{a.entity_id}.png",
+            "recipient": {
+                "identity": f"sha256${digest}" if hashed else a.identity,
+                "hashed": hashed,
+                "type": a.recipient_type,
+                "plaintextIdentity": a.identity,
+                "salt": a.salt,
+            },
+            "issuedOn": iso(a.issued_on),
+            "narrative": a.narrative,
+            "evidence": [],
+            "revoked": a.revoked,
+            "revocationReason": a.revocation_reason,
+            "expires": None if a.expires is None else iso(a.expires),
+            "extensions": {},
+        }
+
+    # ------------------------------------------------------------------ groups
+
+    def _members(self, request: ApiRequest, group: Group) -> HttpResponse:
+        rows = sorted(group.members.values(), key=lambda m: (m.created_at, m.seq), reverse=True)
+        return _paged(request, rows, lambda m: (m.created_at, m.seq), lambda m, _: member_json(m))
+
+    def _member(self, request: ApiRequest, group: Group, user_id: int) -> HttpResponse:
+        if request.method.upper() == "DELETE":
+            if not self.credentials.remove_member(group.entity_id, user_id):
+                return not_found()
+            return HttpResponse(204, {}, None)
+        body = request.json
+        if not isinstance(body, Mapping):
+            return bad_request(validation_errors=["Invalid data. Expected a dictionary."])
+        parsed = self._member_fields(body)
+        if isinstance(parsed, dict):
+            return bad_request(parsed)
+        email, name, earned = parsed
+        member, created = self.credentials.upsert_member(
+            group.entity_id, user_id, email, name, earned
+        )
+        return ok([member_json(member)], status=201 if created else 200)
+
+    def _member_fields(
+        self, body: Mapping[str, object]
+    ) -> tuple[str, str, list[str]] | dict[str, list[str]]:
+        """(email, name, earned) of a member PUT, or its field errors. Earned ids must be
+        real badge classes, so a sync that sends assertion ids is caught here."""
+        errors: dict[str, list[str]] = {}
+        email, name, raw_earned = body.get("email"), body.get("name"), body.get("earned")
+        if not isinstance(email, str) or "@" not in email:
+            errors["email"] = ["Enter a valid email address."]
+        if not isinstance(name, str):
+            errors["name"] = REQUIRED
+        earned = (
+            [b for b in raw_earned if isinstance(b, str)] if isinstance(raw_earned, list) else []
+        )
+        if not isinstance(raw_earned, list) or len(earned) != len(raw_earned):
+            errors["earned"] = ["Expected a list of badge class ids."]
+        elif unknown := [b for b in earned if b not in self.credentials.badge_classes]:
+            errors["earned"] = [f"Unknown badge class {b!r}." for b in unknown]
+        if errors or not isinstance(email, str) or not isinstance(name, str):
+            return errors
+        return email, name, earned
+
+    def _leaderboard(self, request: ApiRequest, group: Group) -> HttpResponse:
+        if request.method.upper() == "GET":
+            return ok([leaderboard_json(row) for row in group.leaderboard])
+        entries = _leaderboard_entries(request.json)
+        if isinstance(entries, str):
+            return bad_request({"entries": [entries]})
+        rows = self.credentials.publish_leaderboard(group.entity_id, entries)
+        return ok([leaderboard_json(row) for row in rows])
+
+
+def member_json(m: Member) -> Json:
+    return {
+        "entityType": "RecipientGroupMember",
+        "canvasUserId": m.canvas_user_id,
+        "email": m.email,
+        "name": m.name,
+        "earned": list(m.earned),
+    }
+
+
+def leaderboard_json(row: LeaderboardRow) -> Json:
+    return {"canvasUserId": row.canvas_user_id, "badges": row.badges, "rank": row.rank}
+
+
+def _recipient(recipient: object) -> tuple[str, str] | str:
+    """(identity, type) of a POSTed recipient, or why it is invalid."""
+    if not isinstance(recipient, Mapping):
+        return "This field is required."
+    identity = recipient.get("identity")
+    if not isinstance(identity, str) or not identity.strip():
+        return "This field is required."
+    kind = recipient.get("type", "email")
+    if not isinstance(kind, str) or kind not in RECIPIENT_TYPES:
+        return f'"{kind}" is not a valid choice.'
+    if kind == "email" and ("@" not in identity or any(c.isspace() for c in identity)):
+        return "Enter a valid email address."
+    return identity, kind
+
+
+def _leaderboard_entries(body: object) -> list[tuple[int, int]] | str:
+    """The validated entries, or the reason they are malformed."""
+    entries = body.get("entries") if isinstance(body, Mapping) else None
+    if not isinstance(entries, list):
+        return "This field is required and must be a list."
+    out: list[tuple[int, int]] = []
+    for entry in entries:
+        if not isinstance(entry, Mapping):
+            return "Each entry must be an object."
+        user_id, badges = entry.get("canvasUserId"), entry.get("badges")
+        if not isinstance(user_id, int) or isinstance(user_id, bool) or not 0 < user_id < 2**63:
+            return "canvasUserId must be a positive integer."
+        if not isinstance(badges, int) or isinstance(badges, bool) or badges < 0:
+            return "badges must be a non-negative integer."
+        out.append((user_id, badges))
+    if len({u for u, _ in out}) != len(out):
+        return "Each canvasUserId may appear only once."
+    return out
+
+
+def _paged(
+    request: ApiRequest,
+    rows: Sequence[T],
+    key: Callable[[T], SortKey],
+    render: Callable[[T, ApiRequest], Json],
+) -> HttpResponse:
+    """Badgr's cursor pages over ``rows`` (newest first). Pagination is off without ``num``
+    or with a non-integer one; a cursor that does not decode is 404, as DRF answers."""
+    raw_num = request.param("num")
+    try:
+        num = None if raw_num is None else min(max(int(raw_num), 1), MAX_NUM)
+    except ValueError:
+        num = None
+    if num is None:
+        return ok([render(r, request) for r in rows])
+    raw_cursor = request.param("cursor")
+    start, end = 0, min(num, len(rows))
+    if raw_cursor is not None:
+        cursor = _decode_cursor(raw_cursor)
+        if cursor is None:
+            return not_found()
+        direction, mark = cursor
+        if direction == "after":  # rows strictly older than the mark
+            start = next((i for i, r in enumerate(rows) if key(r) < mark), len(rows))
+            end = min(start + num, len(rows))
+        else:  # the ``num`` rows just newer than the mark
+            end = next((i for i, r in enumerate(rows) if key(r) <= mark), len(rows))
+            start = max(end - num, 0)
+    chunk = rows[start:end]
+    links: list[tuple[str, str]] = []
+    if chunk and end < len(rows):
+        links.append(("next", _cursor_url(request, num, "after", key(chunk[-1]))))
+    if chunk and start > 0:
+        links.append(("prev", _cursor_url(request, num, "before", key(chunk[0]))))
+    return ok([render(r, request) for r in chunk], headers=link_header(links, ", "))
+
+
+def _cursor_url(request: ApiRequest, num: int, direction: str, mark: SortKey) -> str:
+    payload = json.dumps([direction, mark[0], mark[1]], separators=(",", ":")).encode()
+    token = base64.urlsafe_b64encode(payload).decode().rstrip("=")
+    return request.url_with({"num": str(num), "cursor": token})
+
+
+def _decode_cursor(token: str) -> tuple[str, SortKey] | None:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (binascii.Error, ValueError):
+        return None
+    if not isinstance(value, list) or len(value) != 3:
+        return None
+    direction, stamp, seq = value
+    if direction not in ("after", "before"):
+        return None
+    if not isinstance(seq, int) or isinstance(seq, bool):
+        return None
+    if not isinstance(stamp, int | float) or isinstance(stamp, bool):
+        return None
+    return direction, (float(stamp), seq)
