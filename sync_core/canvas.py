@@ -12,9 +12,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-# Enrollment states that make a student a group member. Everything else (invited, inactive,
-# completed, deleted, rejected, creation_pending) does not.
+# An active student enrollment makes a group member. A completed one (the course or the
+# student concluded) no longer does, but what the student earned still counts: concluding a
+# course must not cost anyone a badge. Invited, inactive, deleted, rejected and
+# creation_pending rows count for neither.
 ACTIVE = "active"
+COMPLETED = "completed"
 STUDENT_ENROLLMENT = "StudentEnrollment"
 
 
@@ -24,16 +27,17 @@ class Malformed(ValueError):
 
 @dataclass(frozen=True)
 class Student:
-    """A user with at least one active student enrollment in the course.
+    """A user with an active or completed student enrollment in the course.
 
     Keyed by user id, never by enrollment id: one user may hold several enrollment rows
-    (sections, roles), and they all fold into this one value.
+    (sections, roles), and they all fold into this one value; ``active`` if any row is.
     """
 
     user_id: int
     name: str
     email: str | None = None
     current_score: float | None = None
+    active: bool = True
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,8 @@ def parse_time(value: object, key: str = "timestamp") -> float | None:
 class EnrollmentRow:
     user_id: int
     name: str
-    active_student: bool
+    student: bool  # a student row that is active or completed
+    active: bool
     current_score: float | None
 
 
@@ -153,7 +158,8 @@ def parse_enrollment(record: object) -> EnrollmentRow:
     return EnrollmentRow(
         user_id=_int(rec, "user_id"),
         name=name,
-        active_student=(kind == STUDENT_ENROLLMENT and state == ACTIVE),
+        student=kind == STUDENT_ENROLLMENT and state in (ACTIVE, COMPLETED),
+        active=state == ACTIVE,
         current_score=score,
     )
 

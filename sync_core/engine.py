@@ -12,7 +12,7 @@ issued again before a read shows it is missing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 
@@ -89,6 +89,7 @@ class _Pending:
     kind: str  # "read" | "award" | "member" | "leaderboard"
     key: str
     command: Command
+    attempt: int = 1
 
 
 @dataclass
@@ -107,6 +108,7 @@ class _Round:
     quarantine: list[Quarantined] = field(default_factory=list)
     live_awards: set[tuple[int, str]] = field(default_factory=set)
     final_members: set[int] = field(default_factory=set)
+    doubtful: bool = False  # an award's outcome is unknown: come back soon to settle it
 
     def note(self, resource: str, reason: str) -> None:
         if len(self.quarantine) < MAX_QUARANTINE:
@@ -247,7 +249,12 @@ class SyncEngine:
             course.last_full_at = self.now
         if rnd.max_graded_at is not None:
             course.watermark = max(course.watermark or rnd.max_graded_at, rnd.max_graded_at)
-        course.next_due = self.now if course.force_full else self.now + self.policy.poll_interval
+        if course.force_full:
+            course.next_due = self.now
+        elif rnd.doubtful:
+            course.next_due = self.now + self.policy.backoff_base
+        else:
+            course.next_due = self.now + self.policy.poll_interval
 
     def _abort(self, course: CourseState, reason: str, retry_after: float | None = None) -> None:
         rnd = self._rounds.pop(course.course_id)
@@ -277,8 +284,9 @@ class SyncEngine:
         key: str,
         command: Command,
         out: list[Command],
+        attempt: int = 1,
     ) -> None:
-        rnd.pending[command.request_id] = _Pending(kind, key, command)
+        rnd.pending[command.request_id] = _Pending(kind, key, command, attempt)
         self._owner[command.request_id] = course.course_id
         out.append(command)
 
@@ -298,15 +306,23 @@ class SyncEngine:
         if not full and course.watermark is not None:
             since = iso(course.watermark - self.policy.watermark_overlap)
             submissions = (*submissions, ("graded_since", since))
+        # Ask for completed enrollments explicitly: Canvas hides them by default, and a
+        # student who finished the course still earns (behaviour 3 of the fact sheet).
+        enrollments = (
+            ("type[]", "StudentEnrollment"),
+            ("state[]", "active"),
+            ("state[]", "completed"),
+            *PER_PAGE,
+        )
+        users = (
+            ("enrollment_type[]", "student"),
+            ("enrollment_state[]", "active"),
+            ("enrollment_state[]", "completed"),
+            *PER_PAGE,
+        )
         reads: list[tuple[CanvasList, Params]] = [
-            (
-                CanvasList.ENROLLMENTS,
-                (("type[]", "StudentEnrollment"), ("state[]", "active"), *PER_PAGE),
-            ),
-            (
-                CanvasList.USERS,
-                (("enrollment_type[]", "student"), ("enrollment_state[]", "active"), *PER_PAGE),
-            ),
+            (CanvasList.ENROLLMENTS, enrollments),
+            (CanvasList.USERS, users),
             (CanvasList.ASSIGNMENTS, PER_PAGE),
             (CanvasList.SUBMISSIONS, submissions),
         ]
@@ -360,7 +376,7 @@ class SyncEngine:
         self, course: CourseState, rnd: _Round, pending: _Pending, event: Event, out: list[Command]
     ) -> None:
         if isinstance(event, RequestFailed):
-            self._failed(course, rnd, pending, event)
+            self._failed(course, rnd, pending, event, out)
         elif isinstance(event, PageReceived) and pending.kind == "read":
             self._page(course, rnd, pending, event, out)
         elif isinstance(event, WriteAcknowledged) and pending.kind != "read":
@@ -425,7 +441,9 @@ class SyncEngine:
         snap = rnd.snapshot
         for uid, student in list(snap.students.items()):
             email = rnd.emails.get(uid)
-            snap.students[uid] = Student(uid, student.name, email, student.current_score)
+            snap.students[uid] = Student(
+                uid, student.name, email, student.current_score, student.active
+            )
             if email is not None and email not in course.known_emails.setdefault(uid, []):
                 course.known_emails[uid].append(email)
             if uid not in rnd.emails:
@@ -512,25 +530,53 @@ class SyncEngine:
             rnd.final_members.discard(command.user_id)
 
     def _failed(
-        self, course: CourseState, rnd: _Round, pending: _Pending, event: RequestFailed
+        self,
+        course: CourseState,
+        rnd: _Round,
+        pending: _Pending,
+        event: RequestFailed,
+        out: list[Command],
     ) -> None:
-        reason = f"{pending.key}: {event.failure.value}" + (
-            f" ({event.detail})" if event.detail else ""
-        )
-        definite = event.failure in (Failure.REJECTED, Failure.NOT_FOUND)
+        """One failed request. Idempotent requests are retried at once, a bounded number of
+        times; an award is never retried blindly; throttling backs the whole course off."""
+        failure = event.failure
+        reason = f"{pending.key}: {failure.value}" + (f" ({event.detail})" if event.detail else "")
+        command = pending.command
+        retry = pending.attempt < self.policy.request_attempts
+        if failure is Failure.THROTTLED:
+            if pending.kind == "award":
+                course.outbox[pending.key].status = AwardStatus.PENDING  # never reached it
+            raise RoundAborted(reason, event.retry_after)
         if pending.kind == "award":
             entry = course.outbox[pending.key]
-            if definite:
+            if failure in (Failure.REJECTED, Failure.NOT_FOUND):
                 entry.status, entry.reason = AwardStatus.BLOCKED, reason
                 rnd.note("award", reason)
-                return
-            # Throttled or refused auth never reached the server; anything else may have.
-            not_sent = event.failure in (Failure.THROTTLED, Failure.AUTH)
-            entry.status = AwardStatus.PENDING if not_sent else AwardStatus.UNCERTAIN
-        elif pending.kind != "read" and event.failure is Failure.REJECTED:
-            rnd.note(pending.kind, reason)
+            elif failure is Failure.AUTH and retry:
+                self._retry(course, rnd, pending, out)  # refused at the door: not issued
+            elif failure is Failure.AUTH:
+                entry.status = AwardStatus.PENDING
+                raise RoundAborted(reason)
+            else:
+                # It may have committed. Finish the round without it, and come back soon
+                # to read the assertions before deciding anything.
+                entry.status = AwardStatus.UNCERTAIN
+                rnd.doubtful = True
             return
-        raise RoundAborted(reason, event.retry_after)
+        if failure is Failure.REJECTED and pending.kind != "read":
+            rnd.note(pending.kind, reason)
+        elif failure is Failure.NOT_FOUND and isinstance(command, RemoveMember):
+            rnd.final_members.discard(command.user_id)  # already gone: the goal is met
+        elif failure is not Failure.NOT_FOUND and retry:
+            self._retry(course, rnd, pending, out)
+        else:
+            raise RoundAborted(reason)
+
+    def _retry(
+        self, course: CourseState, rnd: _Round, pending: _Pending, out: list[Command]
+    ) -> None:
+        again = replace(pending.command, request_id=self._take_id())
+        self._track(course, rnd, pending.kind, pending.key, again, out, pending.attempt + 1)
 
 
 # -- record parsers, by list --------------------------------------------------------------
@@ -538,12 +584,14 @@ class SyncEngine:
 
 def _enrollment(rnd: _Round, command: Fetch, record: object) -> None:
     row = canvas.parse_enrollment(record)
-    if row.active_student:
+    if row.student:
         known = rnd.snapshot.students.get(row.user_id)
-        score = row.current_score
-        if known is not None and known.current_score is not None:
-            score = known.current_score  # every row of one user carries the same course grade
-        rnd.snapshot.students[row.user_id] = Student(row.user_id, row.name, None, score)
+        score, active = row.current_score, row.active
+        if known is not None:
+            active = active or known.active
+            if known.current_score is not None:
+                score = known.current_score  # each row of one user has the same course grade
+        rnd.snapshot.students[row.user_id] = Student(row.user_id, row.name, None, score, active)
 
 
 def _user(rnd: _Round, command: Fetch, record: object) -> None:

@@ -45,14 +45,15 @@ def plan_members(
     """
     upserts = []
     unreachable = []
-    for uid, student in sorted(snapshot.students.items()):
+    active = {uid: s for uid, s in snapshot.students.items() if s.active}
+    for uid, student in sorted(active.items()):
         if student.email is None:
             unreachable.append(uid)
             continue
         want = Member(uid, student.email, student.name, tuple(sorted(earned_now[uid])))
         if observed.get(uid) != want:
             upserts.append(want)
-    removals = tuple(uid for uid in sorted(observed) if uid not in snapshot.students)
+    removals = tuple(uid for uid in sorted(observed) if uid not in active)
     return MemberPlan(tuple(upserts), removals, tuple(unreachable))
 
 

@@ -22,6 +22,8 @@ class Policy:
     backoff_base: float = 30.0
     backoff_cap: float = 1800.0
     round_timeout: float = 900.0
+    # Tries per idempotent request within a round before the round is given up.
+    request_attempts: int = 3
     # graded_since is a strict ">" and clocks skew: re-read this much before the watermark.
     watermark_overlap: float = 600.0
 

@@ -1,0 +1,203 @@
+"""One simulated deployment: an engine, the world, the memory transport and the fault plan.
+
+The harness plays the production adapter's part: it executes each command against the world
+through the transport and feeds the answer back. A worker crash throws away everything not
+persisted (queued commands, rounds in flight) and restores the engine from its saved state,
+exactly as a process restart would. A production adapter saves ``to_json()`` after every
+``handle``; here a crash always falls between two ``handle`` calls, so serialising at the
+moment of the crash yields the very same saved state, without paying for it at every step.
+
+:meth:`Simulation.settle` is the liveness phase, after TigerBeetle's VOPR: faults stop, and
+the engine must converge within bounded virtual time.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from simulators.faults import FaultPlan
+from simulators.invariants import (
+    QUIESCENCE,
+    AssertionView,
+    CourseView,
+    Violation,
+    WorldView,
+    check,
+    course_freshness,
+    update_now_repairs,
+)
+from simulators.transport import MemoryTransport
+from simulators.world import World
+from sync_core import Command, CourseLinked, Event, Policy, SyncEngine, Tick, UpdateNowRequested
+from sync_core.engine import CourseStatus
+
+
+class Engine(Protocol):
+    """What the harness needs of an engine: the core, or the legacy model of the original."""
+
+    def handle(self, event: Event) -> list[Command]: ...
+
+    def to_json(self) -> str: ...
+
+    def status(self) -> tuple[CourseStatus, ...]: ...
+
+
+@dataclass(frozen=True)
+class TraceEntry:
+    """One line of the run's history, for replay checks and human-readable reports."""
+
+    at: float
+    kind: str  # "link" | "tick" | "command" | "answer" | "crash" | "update-now" | "heal"
+    course_id: int | None
+    detail: str
+
+
+class Simulation:
+    def __init__(
+        self,
+        world: World,
+        plan: FaultPlan,
+        *,
+        policy: Policy | None = None,
+        new_engine: Callable[[Policy], Engine] = SyncEngine,
+        restore_engine: Callable[[str, Policy], Engine] = SyncEngine.from_json,
+        max_tick: float = 3600.0,
+    ) -> None:
+        self.world = world
+        self.plan = plan
+        self.policy = policy or Policy()
+        self.transport = MemoryTransport(world, plan)
+        self.engine = new_engine(self.policy)
+        self._restore = restore_engine
+        self.max_tick = max_tick
+        self.trace: list[TraceEntry] = []
+        self.crashes = 0
+        self._feed(Tick(self.now))  # an adapter starts by telling the engine the time
+
+    @property
+    def now(self) -> float:
+        return self.world.clock.now
+
+    # -- driving -------------------------------------------------------------------------
+
+    def link(self, event: CourseLinked) -> None:
+        self._log("link", event.course_id, f"group {event.group_id}, {len(event.rules)} rules")
+        self._feed(event)
+
+    def update_now(self, course_id: int) -> None:
+        self._log("update-now", course_id, "teacher pressed update now")
+        self._feed(UpdateNowRequested(course_id))
+
+    def advance(self, seconds: float) -> None:
+        """Move virtual time forward, waking the engine whenever a course falls due (and at
+        least every ``max_tick`` seconds, so stuck rounds meet their timeout)."""
+        end = self.now + seconds
+        while self.now < end:
+            due = min((s.next_due for s in self.engine.status()), default=end)
+            wake = min(end, self.now + self.max_tick, max(due, self.now + 1.0))
+            self.world.clock.advance(wake - self.now)
+            self._feed(Tick(self.now))
+
+    def crash(self) -> None:
+        """The worker dies between steps and restarts from its saved state."""
+        self._restart()
+        self._feed(Tick(self.now), may_crash=False)
+
+    def _restart(self) -> None:
+        """Whatever was not persisted is gone (queued commands, rounds in flight); the
+        engine comes back from its serialised state."""
+        self.crashes += 1
+        self._log("crash", None, "worker crashed; restored from the last saved state")
+        self.engine = self._restore(self.engine.to_json(), self.policy)
+
+    def _feed(self, event: Event, may_crash: bool = True) -> None:
+        """Feed one event and run every command it leads to. The fault plan may crash the
+        worker once per feed, between two commands; the restarted worker then carries on
+        from its saved state, as a supervisor would restart it."""
+        queue: deque[Command] = deque(self.engine.handle(event))
+        while queue:
+            if may_crash and self.plan.decide_crash():
+                may_crash = False
+                self._restart()
+                queue = deque(self.engine.handle(Tick(self.now)))
+                continue
+            command = queue.popleft()
+            answer = self.transport.execute(command)
+            self._log("command", command.course_id, _describe(command, answer))
+            queue.extend(self.engine.handle(answer))
+
+    def _log(self, kind: str, course_id: int | None, detail: str) -> None:
+        self.trace.append(TraceEntry(self.now, kind, course_id, detail))
+
+    # -- judging -------------------------------------------------------------------------
+
+    def view(self) -> WorldView:
+        """Judge the world now. Canvas changes only between engine steps, so noting the
+        ground truth here, after each step, records every moment a rule was met."""
+        self.world.note_truth()
+        synced = {s.course_id: s.last_success_at for s in self.engine.status()}
+        return observe(self.world, synced)
+
+    def settle(self) -> list[Violation]:
+        """Stop all faults, then hold the engine to its liveness promises.
+
+        First one "update now" on the first linked course must repair it at once; then,
+        with no further help, every course must complete a sync within the policy's
+        freshness bound, and one more poll later the whole world must have converged.
+        """
+        self.plan.heal()
+        healed_at = self.now
+        self._log("heal", None, "faults off: liveness phase")
+        violations: list[Violation] = []
+        linked = sorted(self.world.links)
+        if linked:
+            self.update_now(linked[0])
+            violations += update_now_repairs(self.view(), linked[0])
+        bound = self.policy.freshness_bound()
+        self.advance(bound)
+        violations += course_freshness(self.view(), since=healed_at, bound=bound)
+        self.advance(2 * self.policy.poll_interval)
+        violations += check(self.view(), QUIESCENCE)
+        return violations
+
+
+def _describe(command: Command, answer: Event) -> str:
+    outcome = type(answer).__name__
+    failure = getattr(answer, "failure", None)
+    if failure is not None:
+        outcome += f"({failure.value})"
+    name = type(command).__name__
+    target = getattr(command, "resource", None)
+    what = f"{name} {target.value}" if target is not None else name
+    return f"{what} -> {outcome}"
+
+
+def observe(world: World, last_synced: dict[int, float | None]) -> WorldView:
+    """What an auditor with read access to both services sees, plus the sync times."""
+    courses = []
+    for course_id, link in sorted(world.links.items()):
+        group = world.credentials.groups[link.group_id]
+        ever = frozenset((u, b) for c, u, b in world.ever_earned if c == course_id)
+        courses.append(
+            CourseView(
+                course_id=course_id,
+                badge_classes=frozenset(rule.badge_class for rule in link.rules),
+                active_students=world.active_students(course_id),
+                earning_students=world.earning_students(course_id),
+                earned_now=frozenset(world.earned_now(course_id)),
+                ever_earned=ever,
+                members={uid: m.email for uid, m in group.members.items()},
+                leaderboard=tuple((r.canvas_user_id, r.badges) for r in group.leaderboard),
+                last_synced=last_synced.get(course_id),
+            )
+        )
+    assertions = tuple(
+        AssertionView(a.badge_class, a.identity.lower(), a.revoked)
+        for a in world.credentials.assertions.values()
+        if a.recipient_type == "email"
+    )
+    owners = {email: uid for uid in sorted(world.canvas.users) for email in world.emails_ever(uid)}
+    return WorldView(world.clock.now, tuple(courses), assertions, owners)

@@ -1,0 +1,257 @@
+"""Named invariants of a correct sync, each a pure function of a :class:`WorldView`.
+
+A view is what an auditor with read access to both services would see (the ground truth of
+Canvas, every assertion, every group) plus when each course last finished a sync. Each
+invariant returns the violations it finds, empty when it holds, and its docstring names the
+known symptom it guards. Safety invariants must hold after every step, faults or not; the
+quiescence ones once faults have stopped and the engine has had time to converge; the
+liveness ones bound how long that may take.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class AssertionView:
+    badge_class: str
+    email: str  # lowercased, as Credentials stores it
+    revoked: bool
+
+
+@dataclass(frozen=True)
+class CourseView:
+    course_id: int
+    badge_classes: frozenset[str]
+    active_students: Mapping[int, str | None]  # user id -> current email (lowercased)
+    earning_students: Mapping[int, str | None]  # active or completed enrollment -> email
+    earned_now: frozenset[tuple[int, str]]  # (user, badge class) meeting a rule now
+    ever_earned: frozenset[tuple[int, str]]  # ... at any moment so far
+    members: Mapping[int, str]  # group member user id -> email held by the group
+    leaderboard: tuple[tuple[int, int], ...]  # published (user id, badges), in rank order
+    last_synced: float | None  # when the engine last completed a round of this course
+
+
+@dataclass(frozen=True)
+class WorldView:
+    now: float
+    courses: tuple[CourseView, ...]
+    assertions: tuple[AssertionView, ...]
+    owners: Mapping[str, int]  # every email any user ever had -> that user
+
+
+@dataclass(frozen=True)
+class Violation:
+    invariant: str
+    course_id: int
+    user_id: int | None
+    detail: str
+
+    def __str__(self) -> str:
+        who = "" if self.user_id is None else f", user {self.user_id}"
+        return f"{self.invariant} broken in course {self.course_id}{who}: {self.detail}"
+
+
+Invariant = Callable[[WorldView], list[Violation]]
+
+
+def _awards_by_user(view: WorldView, course: CourseView) -> Counter[tuple[int, str]]:
+    counts: Counter[tuple[int, str]] = Counter()
+    for a in view.assertions:
+        uid = view.owners.get(a.email)
+        if uid is not None and a.badge_class in course.badge_classes:
+            counts[(uid, a.badge_class)] += 1
+    return counts
+
+
+def no_duplicate_awards(view: WorldView) -> list[Violation]:
+    """A student holds each badge class at most once, across all their emails.
+
+    Guards symptom 3 (badges missing or wrong): the original sync retried awards blindly,
+    and Credentials accepts duplicate awards by default, so a lost response became two
+    badges."""
+    out = []
+    for course in view.courses:
+        for (uid, badge), n in sorted(_awards_by_user(view, course).items()):
+            if n > 1:
+                out.append(
+                    Violation(
+                        "no-duplicate-awards",
+                        course.course_id,
+                        uid,
+                        f"badge class {badge} awarded {n} times",
+                    )
+                )
+    return out
+
+
+def no_unearned_awards(view: WorldView) -> list[Violation]:
+    """Every award of a linked badge class goes to a student who met its rule at some point.
+
+    Guards symptom 3 from the other side: an award to the wrong person (a mixed-up email,
+    a student of another course) is as wrong as a missing one."""
+    out = []
+    for course in view.courses:
+        for uid, badge in sorted(_awards_by_user(view, course)):
+            if (uid, badge) not in course.ever_earned:
+                out.append(
+                    Violation(
+                        "no-unearned-awards",
+                        course.course_id,
+                        uid,
+                        f"badge class {badge} awarded but never earned",
+                    )
+                )
+    return out
+
+
+def members_match_enrollments(view: WorldView) -> list[Violation]:
+    """The group holds exactly the course's active students, under their current email.
+
+    Guards symptom 4 (enrollments not reflected in the group): membership taken once at
+    link time, or from the first page of enrollments, misses everyone added later. A student
+    whose email Canvas does not show cannot be added; one already in the group may stay."""
+    out = []
+    for course in view.courses:
+        for uid, email in sorted(course.active_students.items()):
+            held = course.members.get(uid)
+            if email is not None and held is None:
+                out.append(
+                    Violation(
+                        "members-match-enrollments",
+                        course.course_id,
+                        uid,
+                        "active student missing from the group",
+                    )
+                )
+            elif email is not None and held != email:
+                out.append(
+                    Violation(
+                        "members-match-enrollments",
+                        course.course_id,
+                        uid,
+                        f"group has email {held!r}, Canvas has {email!r}",
+                    )
+                )
+        for uid in sorted(set(course.members) - set(course.active_students)):
+            out.append(
+                Violation(
+                    "members-match-enrollments",
+                    course.course_id,
+                    uid,
+                    "group member without an active enrollment",
+                )
+            )
+    return out
+
+
+def earned_implies_awarded(view: WorldView) -> list[Violation]:
+    """Every student who meets a rule (active, or having completed the course) and has an
+    email holds an assertion for its badge class.
+
+    Guards symptom 3 ("Earned" but never "Awarded"): award errors that were logged and
+    dropped, or checks that ran only on triggers, left earned badges unissued."""
+    out = []
+    for course in view.courses:
+        held = _awards_by_user(view, course)
+        for uid, badge in sorted(course.earned_now):
+            if course.earning_students.get(uid) is not None and not held[(uid, badge)]:
+                out.append(
+                    Violation(
+                        "earned-implies-awarded",
+                        course.course_id,
+                        uid,
+                        f"badge class {badge} earned but not awarded",
+                    )
+                )
+    return out
+
+
+def expected_leaderboard(view: WorldView, course: CourseView) -> tuple[tuple[int, int], ...]:
+    """Members ranked by the distinct badge classes they hold unrevoked, ties by user id."""
+    held: dict[int, set[str]] = {uid: set() for uid in course.members}
+    for a in view.assertions:
+        uid = view.owners.get(a.email)
+        if not a.revoked and uid in held and a.badge_class in course.badge_classes:
+            held[uid].add(a.badge_class)
+    return tuple(sorted(((uid, len(b)) for uid, b in held.items()), key=lambda e: (-e[1], e[0])))
+
+
+def leaderboard_matches_awards(view: WorldView) -> list[Violation]:
+    """The published leaderboard is the ranking derived from the assertions.
+
+    Guards symptom 5 (the leaderboard stops updating): a leaderboard kept by increments
+    drifts for good after one lost update."""
+    out = []
+    for course in view.courses:
+        want = expected_leaderboard(view, course)
+        if course.leaderboard != want:
+            out.append(
+                Violation(
+                    "leaderboard-matches-awards",
+                    course.course_id,
+                    None,
+                    f"published {course.leaderboard}, awards say {want}",
+                )
+            )
+    return out
+
+
+def course_freshness(view: WorldView, since: float, bound: float) -> list[Violation]:
+    """With healthy servers, every linked course completes a sync within ``bound`` seconds
+    of ``since`` (when the faults stopped).
+
+    Guards symptoms 1 and 2 (courses that never sync, courses that stop syncing): a loop
+    driven by the assignment list skips courses without assignments, and a course disabled
+    after repeated errors never comes back."""
+    out = []
+    for course in view.courses:
+        last = course.last_synced
+        if last is None or last < since:
+            when = "never" if last is None else f"last at t={last:.0f}"
+            out.append(
+                Violation(
+                    "course-freshness",
+                    course.course_id,
+                    None,
+                    f"no completed sync within {bound:.0f}s of t={since:.0f} "
+                    f"({when}; now t={view.now:.0f})",
+                )
+            )
+    return out
+
+
+QUIESCENCE: Mapping[str, Invariant] = {
+    "members-match-enrollments": members_match_enrollments,
+    "earned-implies-awarded": earned_implies_awarded,
+    "leaderboard-matches-awards": leaderboard_matches_awards,
+}
+SAFETY: Mapping[str, Invariant] = {
+    "no-duplicate-awards": no_duplicate_awards,
+    "no-unearned-awards": no_unearned_awards,
+}
+
+
+def update_now_repairs(view: WorldView, course_id: int) -> list[Violation]:
+    """After one "update now" with healthy servers, the course has converged.
+
+    Guards the vendor's only workaround: pressing "update now" on the group progress page
+    must repair whatever state the course was left in."""
+    only = WorldView(
+        view.now,
+        tuple(c for c in view.courses if c.course_id == course_id),
+        view.assertions,
+        view.owners,
+    )
+    return [
+        Violation("update-now-repairs", v.course_id, v.user_id, f"{v.invariant}: {v.detail}")
+        for check in QUIESCENCE.values()
+        for v in check(only)
+    ]
+
+
+def check(view: WorldView, invariants: Mapping[str, Invariant]) -> list[Violation]:
+    return [v for check in invariants.values() for v in check(view)]

@@ -1,0 +1,408 @@
+"""The engine driven by hand: each test scripts the answers and checks the commands."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from sync_core import (
+    AssignmentScore,
+    CanvasList,
+    Command,
+    CourseGrade,
+    CourseLinked,
+    CredentialsList,
+    Failure,
+    FetchCanvasPage,
+    FetchCredentialsPage,
+    IssueAssertion,
+    PageReceived,
+    Phase,
+    Policy,
+    PublishLeaderboard,
+    RemoveMember,
+    RequestFailed,
+    StateError,
+    SyncEngine,
+    Tick,
+    UpdateNowRequested,
+    UpsertMember,
+    WriteAcknowledged,
+)
+from sync_core.events import Event
+
+T0 = 1_756_684_800.0
+RULE = AssignmentScore(badge_class="B1", assignment_id=7001, min_percent=80)
+
+
+def student(uid: int, state: str = "active", score: float | None = None) -> dict[str, object]:
+    return {
+        "id": uid + 4000,
+        "user_id": uid,
+        "type": "StudentEnrollment",
+        "enrollment_state": state,
+        "user": {"name": f"S{uid}"},
+        "grades": {"current_score": score},
+    }
+
+
+def canvas_world(scores: dict[int, float], emails: dict[int, str | None]) -> dict[object, list]:
+    return {
+        CanvasList.ENROLLMENTS: [student(uid) for uid in emails],
+        CanvasList.USERS: [{"id": uid, "email": e} for uid, e in emails.items()],
+        CanvasList.ASSIGNMENTS: [{"id": 7001, "points_possible": 10}],
+        CanvasList.SUBMISSIONS: [
+            {"user_id": uid, "assignment_id": 7001, "score": s, "graded_at": "2025-08-31T23:00:00Z"}
+            for uid, s in scores.items()
+        ],
+    }
+
+
+Answer = Callable[[Command], Event]
+
+
+def serve(data: dict[object, list], *, writes: Answer | None = None) -> Answer:
+    """Answer reads from ``data`` (one page each) and acknowledge writes."""
+
+    def answer(cmd: Command) -> Event:
+        if isinstance(cmd, FetchCanvasPage | FetchCredentialsPage):
+            return PageReceived(cmd.request_id, tuple(data.get(cmd.resource, [])))
+        if writes is not None:
+            return writes(cmd)
+        record = None
+        if isinstance(cmd, IssueAssertion):
+            record = {
+                "entityId": f"A{cmd.request_id}",
+                "badgeclass": cmd.badge_class,
+                "recipient": {"identity": cmd.email, "plaintextIdentity": cmd.email},
+            }
+        return WriteAcknowledged(cmd.request_id, record)
+
+    return answer
+
+
+def drive(engine: SyncEngine, event: Event, answer: Answer) -> list[Command]:
+    """Feed one event and answer every command until the engine is quiet; return them all."""
+    seen: list[Command] = []
+    queue = engine.handle(event)
+    while queue:
+        cmd = queue.pop(0)
+        seen.append(cmd)
+        queue.extend(engine.handle(answer(cmd)))
+    return seen
+
+
+def linked(policy: Policy | None = None, rules: tuple = (RULE,)) -> SyncEngine:
+    engine = SyncEngine(policy)
+    engine.handle(CourseLinked(101, "ISS", "GRP", rules))
+    return engine
+
+
+def of(kind: type, commands: list[Command]) -> list:
+    return [c for c in commands if isinstance(c, kind)]
+
+
+def test_a_round_adds_members_awards_and_publishes_the_leaderboard() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0, 2: 5.0}, {1: "Ada@X.edu", 2: "bo@x.edu"})
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert [(c.user_id, c.email, c.earned) for c in of(UpsertMember, cmds)] == [
+        (1, "ada@x.edu", ("B1",)),
+        (2, "bo@x.edu", ()),
+    ]
+    assert [(c.user_id, c.email) for c in of(IssueAssertion, cmds)] == [(1, "ada@x.edu")]
+    (board,) = of(PublishLeaderboard, cmds)
+    assert [(e.user_id, e.badges) for e in board.entries] == [(1, 1), (2, 0)]
+    (status,) = engine.status()
+    assert status.phase is Phase.IDLE and status.last_success_at == T0 and status.failures == 0
+
+
+def test_a_course_without_assignments_or_quizzes_syncs_like_any_other() -> None:
+    engine = linked(rules=(CourseGrade("B9", 50.0),))
+    data = {
+        CanvasList.ENROLLMENTS: [student(1, score=75.0)],
+        CanvasList.USERS: [{"id": 1, "email": "a@x.edu"}],
+    }
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert [c.badge_class for c in of(IssueAssertion, cmds)] == ["B9"]
+    assert engine.status()[0].last_success_at == T0
+
+
+def test_nothing_changes_nothing_is_written() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    drive(engine, Tick(T0), serve(data))
+    data[CredentialsList.MEMBERS] = [
+        {"canvasUserId": 1, "email": "a@x.edu", "name": "S1", "earned": ["B1"]}
+    ]
+    data[CredentialsList.ASSERTIONS] = [
+        {"entityId": "A1", "badgeclass": "B1", "recipient": {"plaintextIdentity": "a@x.edu"}}
+    ]
+    data[CredentialsList.LEADERBOARD] = [{"canvasUserId": 1, "badges": 1}]
+    cmds = drive(engine, Tick(T0 + 300), serve(data))
+    assert all(isinstance(c, FetchCanvasPage | FetchCredentialsPage) for c in cmds)
+
+
+def test_an_ambiguous_award_is_looked_up_before_it_is_issued_again() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+
+    def lose_awards(cmd: Command) -> Event:
+        if isinstance(cmd, IssueAssertion):
+            return RequestFailed(cmd.request_id, Failure.AMBIGUOUS, detail="timeout")
+        return WriteAcknowledged(cmd.request_id)
+
+    drive(engine, Tick(T0), serve(data, writes=lose_awards))
+    (status,) = engine.status()
+    # The rest of the round completed; the course comes back soon to settle the doubt.
+    assert status.uncertain_awards == 1 and status.failures == 0
+    assert status.next_due == T0 + engine.policy.backoff_base
+    # The award did commit: the next round's read shows it, and nothing is re-issued.
+    data[CredentialsList.ASSERTIONS] = [
+        {"entityId": "A1", "badgeclass": "B1", "recipient": {"plaintextIdentity": "a@x.edu"}}
+    ]
+    cmds = drive(engine, Tick(T0 + 3600), serve(data))
+    assert of(IssueAssertion, cmds) == []
+    assert engine.status()[0].uncertain_awards == 0
+
+
+def test_an_ambiguous_award_that_did_not_commit_is_issued_after_the_read() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    drive(
+        engine,
+        Tick(T0),
+        serve(
+            data,
+            writes=lambda c: (
+                RequestFailed(c.request_id, Failure.AMBIGUOUS)
+                if isinstance(c, IssueAssertion)
+                else WriteAcknowledged(c.request_id)
+            ),
+        ),
+    )
+    cmds = drive(engine, Tick(T0 + 3600), serve(data))
+    reads = [
+        i
+        for i, c in enumerate(cmds)
+        if isinstance(c, FetchCredentialsPage) and c.resource is CredentialsList.ASSERTIONS
+    ]
+    issues = [i for i, c in enumerate(cmds) if isinstance(c, IssueAssertion)]
+    assert len(issues) == 1 and max(reads) < issues[0]
+
+
+def test_failures_back_off_per_course_capped_and_never_give_up() -> None:
+    policy = Policy(backoff_base=10, backoff_cap=100)
+    engine = linked(policy)
+    engine.handle(CourseLinked(102, "ISS", "GRP2", (RULE,)))
+    ok = serve(canvas_world({}, {1: "a@x.edu"}))
+
+    def course_101_down(cmd: Command) -> Event:
+        if cmd.course_id == 101:
+            return RequestFailed(cmd.request_id, Failure.TRANSIENT, detail="503")
+        return ok(cmd)
+
+    now = T0
+    waits = []
+    for _ in range(12):
+        drive(engine, Tick(now), course_101_down)
+        s101, s102 = engine.status()
+        waits.append(s101.next_due - now)
+        now = s101.next_due
+    assert s101.failures == 12 and s101.last_error and "transient" in s101.last_error
+    assert all(0 < w <= 100 for w in waits) and max(waits) > 50  # grew, then capped
+    assert s102.failures == 0 and s102.last_success_at is not None  # the other course synced
+    drive(engine, Tick(now), ok)  # the server heals: the course recovers by itself
+    assert engine.status()[0].failures == 0
+
+
+def test_throttling_waits_at_least_retry_after() -> None:
+    engine = linked()
+    drive(engine, Tick(T0), lambda c: RequestFailed(c.request_id, Failure.THROTTLED, 900.0))
+    assert engine.status()[0].next_due >= T0 + 900
+
+
+def test_a_malformed_record_is_quarantined_and_the_rest_syncs() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0, 2: 9.0}, {1: "a@x.edu", 2: "b@x.edu"})
+    data[CanvasList.ENROLLMENTS].append(
+        {"user_id": "seven", "type": "StudentEnrollment", "enrollment_state": "active"}
+    )
+    data[CanvasList.SUBMISSIONS].append({"user_id": 2, "assignment_id": 7001, "score": "lots"})
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert sorted(c.user_id for c in of(IssueAssertion, cmds)) == [1, 2]
+    reasons = [q.reason for q in engine.status()[0].quarantined]
+    assert any("user_id" in r for r in reasons) and any("score" in r for r in reasons)
+
+
+def test_students_without_a_visible_email_are_held_not_dropped() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: None})
+    data[CredentialsList.MEMBERS] = [{"canvasUserId": 1, "email": "old@x.edu", "earned": []}]
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert of(RemoveMember, cmds) == [] and of(IssueAssertion, cmds) == []
+    assert any("no primary email" in q.reason for q in engine.status()[0].quarantined)
+
+
+def test_dropped_students_leave_the_group_and_concluded_ones_keep_their_badges() -> None:
+    engine = linked()
+    data = canvas_world({2: 9.0}, {2: "b@x.edu"})
+    data[CanvasList.ENROLLMENTS] = [student(2, state="completed")]
+    data[CredentialsList.MEMBERS] = [
+        {"canvasUserId": 1, "email": "a@x.edu", "earned": []},
+        {"canvasUserId": 2, "email": "b@x.edu", "earned": []},
+    ]
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert sorted(c.user_id for c in of(RemoveMember, cmds)) == [1, 2]
+    assert [c.user_id for c in of(IssueAssertion, cmds)] == [2]
+
+
+def test_an_email_change_does_not_award_again() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "old@x.edu"})
+    drive(engine, Tick(T0), serve(data))
+    data[CanvasList.USERS] = [{"id": 1, "email": "NEW@x.edu"}]
+    data[CredentialsList.ASSERTIONS] = [
+        {"entityId": "A1", "badgeclass": "B1", "recipient": {"plaintextIdentity": "old@x.edu"}}
+    ]
+    cmds = drive(engine, Tick(T0 + 300), serve(data))
+    assert of(IssueAssertion, cmds) == []
+    assert [c.email for c in of(UpsertMember, cmds)] == ["new@x.edu"]
+
+
+def test_incremental_rounds_overlap_the_watermark_and_full_resyncs_still_happen() -> None:
+    policy = Policy(poll_interval=300, full_resync_interval=3600, watermark_overlap=600)
+    engine = linked(policy)
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    drive(engine, Tick(T0), serve(data))
+    cmds = drive(engine, Tick(T0 + 300), serve(data))
+    (subs,) = [c for c in of(FetchCanvasPage, cmds) if c.resource is CanvasList.SUBMISSIONS]
+    assert ("graded_since", "2025-08-31T22:50:00Z") in subs.params  # 23:00 minus the overlap
+    cmds = drive(engine, Tick(T0 + 3600), serve(data))
+    (subs,) = [c for c in of(FetchCanvasPage, cmds) if c.resource is CanvasList.SUBMISSIONS]
+    assert all(k != "graded_since" for k, _ in subs.params)
+
+
+def test_update_now_runs_a_full_resync_at_once() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    drive(engine, Tick(T0), serve(data))
+    assert drive(engine, Tick(T0 + 10), serve(data)) == []  # not due yet
+    cmds = drive(engine, UpdateNowRequested(101), serve(data))
+    (subs,) = [c for c in of(FetchCanvasPage, cmds) if c.resource is CanvasList.SUBMISSIONS]
+    assert all(k != "graded_since" for k, _ in subs.params)
+    with pytest.raises(ValueError, match="not linked"):
+        engine.handle(UpdateNowRequested(999))
+
+
+def test_pagination_is_followed_and_a_loop_aborts_the_round() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+
+    def paged(loop: bool) -> Answer:
+        base = serve(data)
+
+        def answer(cmd: Command) -> Event:
+            if isinstance(cmd, FetchCanvasPage) and cmd.resource is CanvasList.USERS:
+                if cmd.cursor is None:
+                    return PageReceived(cmd.request_id, (), "http://c/next")
+                return PageReceived(
+                    cmd.request_id, tuple(data[CanvasList.USERS]), "http://c/next" if loop else None
+                )
+            return base(cmd)
+
+        return answer
+
+    cmds = drive(engine, Tick(T0), paged(loop=False))
+    assert len(of(IssueAssertion, cmds)) == 1
+    engine2 = linked()
+    drive(engine2, Tick(T0), paged(loop=True))
+    assert "loops" in (engine2.status()[0].last_error or "")
+
+
+def test_state_round_trips_and_in_flight_awards_come_back_uncertain() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    answer = serve(data)
+    queue = engine.handle(Tick(T0))
+    while queue and not any(isinstance(c, IssueAssertion) for c in queue):
+        cmd = queue.pop(0)
+        queue.extend(engine.handle(answer(cmd)))
+    saved = engine.to_json()  # the award is in flight: crash now
+    restored = SyncEngine.from_json(saved)
+    assert restored.to_json() == saved
+    assert restored.status()[0].uncertain_awards == 1
+    data[CredentialsList.ASSERTIONS] = []  # it never committed
+    cmds = drive(restored, Tick(T0 + 1), serve(data))
+    assert len(of(IssueAssertion, cmds)) == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "not valid JSON"),
+        ('{"x": 1}', "no 'format'"),
+        ('{"format": 99}', "format 99"),
+        ('{"format": 1, "courses": [{}]}', "damaged"),
+    ],
+)
+def test_bad_state_is_refused_with_a_clear_error(text: str, message: str) -> None:
+    with pytest.raises(StateError, match=message):
+        SyncEngine.from_json(text)
+
+
+def test_a_stuck_round_times_out_and_the_course_is_retried() -> None:
+    engine = linked(Policy(round_timeout=600))
+    assert engine.handle(Tick(T0))  # reads go out and are never answered
+    engine.handle(Tick(T0 + 600))
+    (status,) = engine.status()
+    assert status.failures == 1 and "timed out" in (status.last_error or "")
+
+
+def flaky(answer: Answer, fail: Callable[[Command], bool], times: int) -> Answer:
+    """Fail the first ``times`` commands matching ``fail`` with a transient error."""
+    left = [times]
+
+    def wrapped(cmd: Command) -> Event:
+        if fail(cmd) and left[0] > 0:
+            left[0] -= 1
+            return RequestFailed(cmd.request_id, Failure.TRANSIENT, detail="503")
+        return answer(cmd)
+
+    return wrapped
+
+
+def is_users(cmd: Command) -> bool:
+    return isinstance(cmd, FetchCanvasPage) and cmd.resource is CanvasList.USERS
+
+
+@pytest.mark.parametrize(("failures", "completes"), [(2, True), (3, False)])
+def test_idempotent_requests_are_retried_within_a_bounded_budget(
+    failures: int, completes: bool
+) -> None:
+    engine = linked(Policy(request_attempts=3))
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    cmds = drive(engine, Tick(T0), flaky(serve(data), is_users, failures))
+    assert len([c for c in cmds if is_users(c)]) == min(failures + 1, 3)
+    (status,) = engine.status()
+    assert (status.last_success_at == T0) is completes
+    assert (status.failures == 0) is completes
+
+
+def test_removing_a_member_who_is_already_gone_counts_as_done() -> None:
+    engine = linked()
+    data = canvas_world({}, {})
+    data[CredentialsList.MEMBERS] = [{"canvasUserId": 1, "email": "a@x.edu", "earned": []}]
+    data[CredentialsList.LEADERBOARD] = [{"canvasUserId": 1, "badges": 0}]
+    gone = serve(
+        data,
+        writes=lambda c: (
+            RequestFailed(c.request_id, Failure.NOT_FOUND)
+            if isinstance(c, RemoveMember)
+            else WriteAcknowledged(c.request_id)
+        ),
+    )
+    cmds = drive(engine, Tick(T0), gone)
+    (board,) = of(PublishLeaderboard, cmds)
+    assert board.entries == () and engine.status()[0].failures == 0
