@@ -547,7 +547,9 @@ def _numbered(
     if page is None:
         return _not_found()
     per_page = _per_page(request)
-    start = max((page - 1) * per_page + shift, 0)
+    # Drift is rows inserted or deleted *between* two fetches, ahead of the cursor: the
+    # first page has no earlier fetch to drift from.
+    start = (page - 1) * per_page + (shift if page > 1 else 0)
     chunk = rows[start : start + per_page]
 
     def url(p: int) -> str:

@@ -216,15 +216,18 @@ def parse_submission(record: object) -> Submission:
     )
 
 
-def parse_module(record: object) -> tuple[int, str | None, bool]:
-    """A module read with ``student_id`` as (module id, state, has completion requirements).
+def parse_module(record: object) -> tuple[int, int, str | None, bool]:
+    """A module read with ``student_id`` as (module id, position, state, has completion
+    requirements).
 
     ``items`` is omitted by Canvas for modules with more than 100 items; such a module is
     counted as required (its ``state`` still tells completion), rather than silently
-    treated as having none.
+    treated as having none. ``position`` (1-based, contiguous) lets the caller notice a
+    list that lost a row to a drifting page.
     """
     rec = _mapping(record)
     module_id = _int(rec, "id")
+    position = _int(rec, "position")
     state = rec.get("state")
     if state is not None and not isinstance(state, str):
         raise Malformed(f"module {module_id}: 'state' must be a string, got {state!r}")
@@ -238,4 +241,4 @@ def parse_module(record: object) -> tuple[int, str | None, bool]:
         )
     else:
         raise Malformed(f"module {module_id}: 'items' must be a list, got {items!r}")
-    return module_id, state, required
+    return module_id, position, state, required

@@ -109,6 +109,7 @@ class _Round:
     live_awards: set[tuple[int, str]] = field(default_factory=set)
     final_members: set[int] = field(default_factory=set)
     doubtful: bool = False  # an award's outcome is unknown: come back soon to settle it
+    module_positions: dict[int, set[int]] = field(default_factory=dict)
 
     def note(self, resource: str, reason: str) -> None:
         if len(self.quarantine) < MAX_QUARANTINE:
@@ -415,12 +416,28 @@ class SyncEngine:
                 self._read_credentials(
                     course, rnd, command.resource, command.badge_class, command.params, cursor, out
                 )
+        elif command.resource is CanvasList.MODULES:
+            self._check_modules_complete(rnd, int(dict(command.params)["student_id"]))
         elif command.resource is CanvasList.ENROLLMENTS and needs_modules(course.rules):
             for uid in sorted(rnd.snapshot.students):
                 params = (("student_id", str(uid)), ("include[]", "items"), *PER_PAGE)
                 self._read_canvas(
                     course, rnd, f"modules:{uid}", CanvasList.MODULES, params, None, out
                 )
+
+    def _check_modules_complete(self, rnd: _Round, uid: int) -> None:
+        """Course completion means *every* required module is complete, so a module list
+        that lost a row (a numbered page drifted) could award a badge nobody earned. Module
+        positions run 1..N: a gap means a row is missing, and that student's completion
+        is not judged this round."""
+        positions = rnd.module_positions.get(uid, set())
+        if positions != set(range(1, len(positions) + 1)):
+            rnd.snapshot.required_modules.pop(uid, None)
+            rnd.snapshot.modules.pop(uid, None)
+            rnd.note(
+                f"modules:{uid}",
+                "module positions have gaps (a page drifted); completion not judged this round",
+            )
 
     # -- writing -----------------------------------------------------------------------
 
@@ -620,7 +637,8 @@ def _submission(rnd: _Round, command: Fetch, record: object) -> None:
 def _module(rnd: _Round, command: Fetch, record: object) -> None:
     # Module progress is read per student: the student is named by the request, not the record.
     uid = int(dict(command.params)["student_id"])
-    module_id, state, required = canvas.parse_module(record)
+    module_id, position, state, required = canvas.parse_module(record)
+    rnd.module_positions.setdefault(uid, set()).add(position)
     if state is not None:
         rnd.snapshot.modules.setdefault(uid, {})[module_id] = state
     if required:

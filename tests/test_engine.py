@@ -10,6 +10,7 @@ from sync_core import (
     AssignmentScore,
     CanvasList,
     Command,
+    CourseCompleted,
     CourseGrade,
     CourseLinked,
     CredentialsList,
@@ -406,3 +407,31 @@ def test_removing_a_member_who_is_already_gone_counts_as_done() -> None:
     cmds = drive(engine, Tick(T0), gone)
     (board,) = of(PublishLeaderboard, cmds)
     assert board.entries == () and engine.status()[0].failures == 0
+
+
+@pytest.mark.parametrize(("positions", "awarded"), [((1, 2), True), ((2,), False)])
+def test_course_completion_is_not_judged_on_a_module_list_with_a_gap(
+    positions: tuple[int, ...], awarded: bool
+) -> None:
+    """Module 1 (incomplete) is lost to a drifting page when only position 2 arrives."""
+    engine = linked(rules=(CourseCompleted("DONE"),))
+    data = canvas_world({}, {1: "a@x.edu"})
+    modules = {
+        1: {
+            "id": 401,
+            "position": 1,
+            "state": "completed",
+            "items": [{"completion_requirement": {"type": "must_view"}}],
+        },
+        2: {
+            "id": 402,
+            "position": 2,
+            "state": "completed",
+            "items": [{"completion_requirement": {"type": "must_submit"}}],
+        },
+    }
+    data[CanvasList.MODULES] = [modules[p] for p in positions]
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert bool(of(IssueAssertion, cmds)) is awarded
+    gaps = [q for q in engine.status()[0].quarantined if "gaps" in q.reason]
+    assert bool(gaps) is not awarded
