@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from sync_core import (
     AssignmentScore,
@@ -435,3 +437,31 @@ def test_course_completion_is_not_judged_on_a_module_list_with_a_gap(
     assert bool(of(IssueAssertion, cmds)) is awarded
     gaps = [q for q in engine.status()[0].quarantined if "gaps" in q.reason]
     assert bool(gaps) is not awarded
+
+
+@given(st.data())
+def test_engine_state_round_trips_through_json_from_any_reachable_state(
+    data: st.DataObject,
+) -> None:
+    """Drive the engine with random answers, failures and clock moves; at every point the
+    saved state restores to an engine that saves exactly the same state."""
+    engine = linked(Policy(request_attempts=2))
+    engine.handle(CourseLinked(102, "ISS", "GRP2", (CourseGrade("B2", 50.0),)))
+    world = canvas_world({1: 9.0, 2: 3.0}, {1: "a@x.edu", 2: None})
+    answer = serve(world)
+    now = T0
+    outstanding = list(engine.handle(Tick(now)))
+    for _ in range(data.draw(st.integers(1, 40))):
+        choice = data.draw(st.sampled_from(["answer", "fail", "tick", "update"]))
+        if choice in ("answer", "fail") and outstanding:
+            cmd = outstanding.pop(data.draw(st.integers(0, len(outstanding) - 1)))
+            failure = data.draw(st.sampled_from(list(Failure)))
+            event = answer(cmd) if choice == "answer" else RequestFailed(cmd.request_id, failure)
+            outstanding += engine.handle(event)
+        elif choice == "update":
+            outstanding += engine.handle(UpdateNowRequested(data.draw(st.sampled_from([101, 102]))))
+        else:
+            now += data.draw(st.sampled_from([1.0, 60.0, 600.0, 3600.0]))
+            outstanding += engine.handle(Tick(now))
+        saved = engine.to_json()
+        assert SyncEngine.from_json(saved).to_json() == saved
