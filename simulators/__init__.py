@@ -19,6 +19,7 @@ from simulators.faults import (
     HypothesisChoices,
     SeededChoices,
 )
+from simulators.services import Dropped, Services
 from simulators.tokens import Service, TokenStore
 from simulators.transport import MemoryTransport
 from simulators.world import Link, World
@@ -30,6 +31,7 @@ __all__ = [
     "ChoiceSource",
     "Credentials",
     "CredentialsApi",
+    "Dropped",
     "FaultKind",
     "FaultPlan",
     "FaultRates",
@@ -38,6 +40,7 @@ __all__ = [
     "MemoryTransport",
     "SeededChoices",
     "Service",
+    "Services",
     "TokenStore",
     "VirtualClock",
     "World",

@@ -189,6 +189,7 @@ class Canvas:
         }
         self._course_submissions: dict[int, list[Submission]] = {}
         self._replica: Canvas | None = None
+        self.writes = 0  # mutations so far: lets observers skip work when nothing changed
         self._replica_at = clock.now
         self.refresh_replica()
 
@@ -245,6 +246,7 @@ class Canvas:
         now = self.clock.now
         if now - self._replica_at >= self.replica_lag:
             self.refresh_replica()
+        self.writes += 1
         return now
 
     def _new_id(self, kind: str) -> int:

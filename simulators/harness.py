@@ -117,6 +117,7 @@ class Simulation:
         """Feed one event and run every command it leads to. The fault plan may crash the
         worker once per feed, between two commands; the restarted worker then carries on
         from its saved state, as a supervisor would restart it."""
+        self.world.note_truth()  # whatever the engine reads from here on was once true
         queue: deque[Command] = deque(self.engine.handle(event))
         while queue:
             if may_crash and self.plan.decide_crash():
@@ -135,8 +136,7 @@ class Simulation:
     # -- judging -------------------------------------------------------------------------
 
     def view(self) -> WorldView:
-        """Judge the world now. Canvas changes only between engine steps, so noting the
-        ground truth here, after each step, records every moment a rule was met."""
+        """Judge the world now (noting the ground truth first, as every feed does)."""
         self.world.note_truth()
         synced = {s.course_id: s.last_success_at for s in self.engine.status()}
         return observe(self.world, synced)

@@ -48,6 +48,7 @@ class World:
         self.tokens = TokenStore(self.clock)
         self.links: dict[int, Link] = {}
         self.ever_earned: set[EarnedKey] = set()
+        self._noted_at: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ setup
 
@@ -122,8 +123,13 @@ class World:
         }
 
     def note_truth(self) -> None:
-        """Remember every pair earned at this instant; the harness calls it after each
-        world mutation so "earned at some point" is known exactly."""
+        """Remember every pair earned at this instant. The harness calls it before the
+        engine acts and after every step, so every state the engine could have read is
+        noted; it costs nothing when Canvas and the links have not changed since."""
+        mark = (self.canvas.writes, len(self.links))
+        if mark == self._noted_at:
+            return
+        self._noted_at = mark
         for course_id in self.links:
             for user_id, badge in self.earned_now(course_id):
                 self.ever_earned.add((course_id, user_id, badge))

@@ -1,0 +1,112 @@
+"""Both simulated services behind the fault plan: one entry point per API request.
+
+Every transport goes through :meth:`Services.serve`: the in-memory transport calls it
+directly, the ASGI apps call it for each HTTP request. The fault for a request is decided
+here, in request order, from the plan's one choice source, so a seed injects the same faults
+on the same requests whichever transport carries them. Faults are applied where they happen
+in reality: before the server (timeouts, throttles, 5xx), inside it (stale replica, drifting
+pages, slow handling, an expired token) or after it (a committed write whose response is
+lost).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Literal
+
+from simulators.api import ApiRequest
+from simulators.canvas_api import CanvasApi
+from simulators.credentials_api import CredentialsApi
+from simulators.faults import FaultKind, FaultPlan
+from simulators.tokens import Service
+from simulators.world import World
+from sync_core.wire import HttpResponse
+
+LogEntry = tuple[float, str, FaultKind | None, int | None]
+"""(virtual time, what was asked, injected fault, HTTP status the server sent or None)."""
+
+CANVAS_THROTTLE_TEXT = "403 Forbidden (Rate Limit Exceeded)\n"
+TEXT_TYPE = {"Content-Type": "text/plain; charset=utf-8"}
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """No response reached the client: the connection timed out or was reset. Whether the
+    request took effect is what the fault says (timeout before commit, or lost response)."""
+
+    kind: Literal["timeout", "reset"]
+
+
+class Services:
+    def __init__(self, world: World, plan: FaultPlan, canvas_throttle_status: int = 429) -> None:
+        if canvas_throttle_status not in (403, 429):
+            raise ValueError("Canvas throttles with 403 (before Oct 2025) or 429")
+        self.world = world
+        self.plan = plan
+        self.canvas_throttle_status = canvas_throttle_status
+        self.log: list[LogEntry] = []
+
+    def serve(
+        self, service: Service, request: ApiRequest, label: str | None = None
+    ) -> HttpResponse | Dropped:
+        """Answer one API request (never a token grant: those are not faulted), with
+        whatever fault the plan decides for it. ``label`` names it in the log."""
+        is_write = request.method.upper() != "GET"
+        fault = self.plan.decide(is_write, service is Service.CANVAS and not is_write)
+        if fault is FaultKind.TOKEN_EXPIRY:
+            token = request.bearer()
+            if token is not None:
+                self.world.tokens.expire(token)
+        outcome: HttpResponse | Dropped
+        if fault is FaultKind.TIMEOUT_BEFORE_COMMIT:
+            outcome = Dropped("timeout")
+        else:
+            if fault is FaultKind.SLOW_RESPONSE:
+                self.world.clock.advance(5 + self.plan.source.draw(56))
+            outcome = self._handle(service, request, fault)
+            if fault is FaultKind.LOST_RESPONSE:
+                self._record(label or request.method, fault, outcome.status)
+                return Dropped("timeout")
+        status = outcome.status if isinstance(outcome, HttpResponse) else None
+        self._record(label or request.method, fault, status)
+        return outcome
+
+    def _handle(
+        self, service: Service, request: ApiRequest, fault: FaultKind | None
+    ) -> HttpResponse:
+        if fault is FaultKind.TRANSIENT_5XX:
+            return HttpResponse(503, TEXT_TYPE, "503 Service Unavailable")
+        if fault is FaultKind.THROTTLE:
+            return self._throttled(service)
+        if service is Service.CREDENTIALS:
+            return _wire_copy(
+                CredentialsApi(self.world.credentials, self.world.tokens).handle(request)
+            )
+        canvas = self.world.canvas
+        if fault is FaultKind.STALE_READ:
+            canvas = canvas.replica()
+        shift = 0
+        if fault is FaultKind.PAGE_DRIFT:
+            shift = (-1, 1)[self.plan.source.draw(2)]
+        return _wire_copy(CanvasApi(canvas, self.world.tokens).handle(request, page_shift=shift))
+
+    def _throttled(self, service: Service) -> HttpResponse:
+        retry_after = {"Retry-After": str(1 + self.plan.source.draw(30))}
+        if service is Service.CANVAS and self.canvas_throttle_status == 403:
+            return HttpResponse(403, {**TEXT_TYPE, **retry_after}, CANVAS_THROTTLE_TEXT)
+        body = "429 Too Many Requests (Rate Limit Exceeded)\n"
+        return HttpResponse(
+            429, {**TEXT_TYPE, **retry_after, "X-Rate-Limit-Remaining": "0.0"}, body
+        )
+
+    def _record(self, label: str, fault: FaultKind | None, status: int | None) -> None:
+        self.log.append((self.world.clock.now, label, fault, status))
+
+
+def _wire_copy(response: HttpResponse) -> HttpResponse:
+    """Serialise and parse the body as a socket would, so a caller never holds a reference
+    into simulator state and never sees a value JSON cannot carry."""
+    if response.body is None or isinstance(response.body, str):
+        return response
+    return HttpResponse(response.status, response.headers, json.loads(json.dumps(response.body)))
