@@ -6,10 +6,10 @@ import json
 from typing import Any
 
 import pytest
+from mutants import NeverRemovesMembers
 
 import scenarios.cli as cli
 from simulators.harness import Simulation
-from sync_core import Command, RemoveMember, SyncEngine
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
@@ -32,26 +32,11 @@ def test_the_same_seed_replays_the_same_run(capsys: pytest.CaptureFixture[str]) 
     assert first == second and first != other
 
 
-class ForgetsToRemove(SyncEngine):
-    def _track(
-        self,
-        course: Any,
-        rnd: Any,
-        kind: str,
-        key: str,
-        command: Command,
-        out: list[Command],
-        attempt: int = 1,
-    ) -> None:
-        if not isinstance(command, RemoveMember):
-            super()._track(course, rnd, kind, key, command, out, attempt)
-
-
 def test_a_broken_invariant_exits_1_and_names_it(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def broken(*args: Any, **kwargs: Any) -> Simulation:
-        return Simulation(*args, new_engine=ForgetsToRemove, **kwargs)
+        return Simulation(*args, new_engine=NeverRemovesMembers, **kwargs)
 
     monkeypatch.setattr(cli, "Simulation", broken)
     code, out = run(capsys, "simulate", "--seed", "1", "--days", "3", "--faults", "none")
