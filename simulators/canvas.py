@@ -209,6 +209,7 @@ class Canvas:
         snap = Canvas.__new__(Canvas)
         snap.clock = self.clock
         snap.replica_lag = self.replica_lag
+        snap.writes = self.writes
         snap.courses = _clone_values(self.courses)
         snap.sections = _clone_values(self.sections)
         snap.users = _clone_values(self.users)

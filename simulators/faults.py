@@ -112,17 +112,37 @@ class FaultPlan:
         self.enabled = False
 
     def decide(self, is_write: bool, is_canvas_read: bool) -> FaultKind | None:
-        """The first kind (in declaration order) whose dice hit. Kinds that are off or do
-        not apply to this request draw nothing."""
+        """At most one fault for this request, from a single draw.
+
+        The draw's range starts with "no fault" and then gives each applicable kind a
+        slice as wide as its rate, so the chance of a kind is its rate while the rates add
+        up to at most 1000 per mille; above that they are scaled down so that one request
+        in ten still gets through. Low values mean no fault, so Hypothesis, which
+        shrinks draws towards zero, shrinks a failure towards fewer faults. Kinds that
+        are off or do not apply take no slice; when none is left, nothing is drawn.
+        """
         if not self.enabled:
             return None
-        for kind in FaultKind:
-            if kind is FaultKind.WORKER_CRASH:
-                continue
-            if kind in _CANVAS_READ_ONLY and (is_write or not is_canvas_read):
-                continue
-            if self._hit(kind):
+        kinds = [
+            (kind, self.rates.rate(kind))
+            for kind in FaultKind
+            if kind is not FaultKind.WORKER_CRASH
+            and self.rates.rate(kind) > 0
+            and not (kind in _CANVAS_READ_ONLY and (is_write or not is_canvas_read))
+        ]
+        total = sum(rate for _, rate in kinds)
+        if total == 0:
+            return None
+        scale = 1000 if total <= 1000 else total * 10 // 9
+        if scale == total and len(kinds) == 1:
+            return kinds[0][0]  # certain: nothing to draw
+        value = self.source.draw(scale) - (scale - total)
+        for kind, rate in kinds:
+            if value < 0:
+                return None
+            if value < rate:
                 return kind
+            value -= rate
         return None
 
     def decide_crash(self) -> bool:

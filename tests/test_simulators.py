@@ -785,10 +785,39 @@ def test_zero_rates_draw_nothing_and_heal_stops_faults() -> None:
     assert not plan.decide_crash() and source.draws == []
     plan = FaultPlan(FaultRates().with_rate(FaultKind.STALE_READ, 500), source)
     assert plan.decide(is_write=True, is_canvas_read=False) is None and source.draws == []
+    assert plan.decide(is_write=False, is_canvas_read=True) is None  # 0: the no-fault end
+    source.value = 999
     assert plan.decide(is_write=False, is_canvas_read=True) is FaultKind.STALE_READ
-    assert source.draws == [1000]
+    assert source.draws == [1000, 1000]
     plan.heal()
-    assert plan.decide(is_write=False, is_canvas_read=True) is None and len(source.draws) == 1
+    assert plan.decide(is_write=False, is_canvas_read=True) is None and len(source.draws) == 2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, None),
+        (699, None),
+        (700, FaultKind.TRANSIENT_5XX),
+        (799, FaultKind.TRANSIENT_5XX),
+        (800, FaultKind.THROTTLE),
+        (999, FaultKind.THROTTLE),
+    ],
+)
+def test_one_draw_per_request_picks_a_kind_by_its_rate(
+    value: int, expected: FaultKind | None
+) -> None:
+    rates = FaultRates(transient_5xx=100, throttle=200)
+    source = CountingChoices(value)
+    assert FaultPlan(rates, source).decide(is_write=True, is_canvas_read=False) is expected
+    assert source.draws == [1000]
+
+
+def test_heavy_rates_are_scaled_so_some_requests_get_through() -> None:
+    rates = FaultRates(transient_5xx=500, throttle=500, lost_response=500)
+    source = CountingChoices(0)
+    assert FaultPlan(rates, source).decide(is_write=True, is_canvas_read=False) is None
+    assert source.draws == [1666]  # 1500 of 1666: nine in ten requests fault
 
 
 def test_swarm_rates_and_validation() -> None:
