@@ -20,6 +20,8 @@ from simulators.activity import random_activity
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
 from simulators.harness import Simulation
 from simulators.invariants import SAFETY, Violation, check
+from simulators.serve import serve_forever
+from simulators.services import Services
 from simulators.world import World
 
 FAULT_PROFILES = ("none", "swarm")
@@ -40,10 +42,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="swarm: per-kind rates drawn from the seed, none to very high (default)",
     )
     simulate.add_argument("--json", action="store_true", help="machine-readable output")
+    serve = commands.add_parser(
+        "serve", help="run the fake Canvas and Credentials over HTTP until Ctrl-C"
+    )
+    serve.add_argument("--canvas-port", type=int, default=0, help="default: any free port")
+    serve.add_argument("--credentials-port", type=int, default=0, help="default: any free port")
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="bind address (default 127.0.0.1, loopback only)"
+    )
+    serve.add_argument("--world", choices=("small",), default="small", help="default: small")
+    serve.add_argument("--seed", type=int, default=1, help="seeds the world and the faults")
+    serve.add_argument("--faults", choices=FAULT_PROFILES, default="none", help="default: none")
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return run_serve(args)
     if args.days < 0:
         parser.error("--days must be zero or more")
     return run_simulation(args.seed, args.days, args.faults, args.json)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    """Serve ``World.small(seed)`` with its courses linked, so a client sees groups too."""
+    choices = SeededChoices(args.seed)
+    world, rules = World.small(args.seed)
+    for course_id, course_rules in sorted(rules.items()):
+        world.link_course(course_id, course_rules)
+    rates = FaultRates.swarm(choices) if args.faults == "swarm" else FaultRates.none()
+    services = Services(world, FaultPlan(rates, choices))
+    serve_forever(world, services, args.canvas_port, args.credentials_port, args.host, sys.stdout)
+    return 0
 
 
 def run_simulation(seed: int, days: int, faults: str, as_json: bool) -> int:

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from bisect import bisect_right
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
@@ -27,11 +27,12 @@ from simulators.canvas import (
     Module,
     ModuleItem,
     Quiz,
+    Section,
     Submission,
     User,
 )
 from simulators.clock import iso
-from simulators.tokens import Service, TokenStore
+from simulators.tokens import Service, TokenStore, basic_credentials
 from sync_core.wire import HttpResponse
 
 T = TypeVar("T")
@@ -65,7 +66,35 @@ _USER_ENROLLMENT_TYPES: Final = {
 }
 _ISO8601: Final = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})?$")
 _NO_CONTENT_ID: Final = frozenset({"Page", "SubHeader", "ExternalUrl"})
-_LIST_ROUTES: Final = frozenset({"enrollments", "users", "assignments", "quizzes", "modules"})
+# Enrollment states that put a course in the user's own ``GET /courses`` list.
+_LISTED_STATES: Final = frozenset({"active", "invited"})
+# Enrollment rows that no longer give a user any access to the course.
+_GONE_STATES: Final = frozenset({"deleted", "rejected"})
+_LEARNER_TYPES: Final = frozenset({"StudentEnrollment", "ObserverEnrollment"})
+NOT_AUTHORIZED: Final = {
+    "status": "unauthorized",
+    "errors": [{"message": "user not authorized to perform that action"}],
+}
+REFRESH_NOT_FOUND: Final = {
+    "error": "invalid_request",
+    "error_description": "refresh_token not found",
+}
+UNKNOWN_CLIENT: Final = {"error": "invalid_client", "error_description": "unknown client"}
+UNSUPPORTED_GRANT: Final = {
+    "error": "unsupported_grant_type",
+    "error_description": "only the refresh_token grant is simulated",
+}
+NO_PROGRESS: Final = {
+    "error": {
+        "message": "no progress available because this course is not module based (has "
+        "modules and module completion requirements) or the user is not enrolled as a "
+        "student in this course"
+    }
+}
+
+Action = Callable[[ApiRequest, int], HttpResponse]
+"""A routed request: (request, page shift) to response, run once the token is checked."""
+CourseAction = Callable[[Course, ApiRequest, int], HttpResponse]
 
 
 class CanvasApi:
@@ -73,6 +102,10 @@ class CanvasApi:
 
     ``page_shift`` lets the transport simulate rows inserted or deleted ahead of a numbered
     page's offset between two fetches (PAGE_DRIFT); bookmark pages are immune by design.
+
+    A token issued for a user acts as that user: ``GET /courses`` lists only their courses
+    and course routes answer 403 in courses they are not in. A token without a user is the
+    sync's service (admin) token and sees everything.
     """
 
     def __init__(self, canvas: Canvas, tokens: TokenStore) -> None:
@@ -80,58 +113,173 @@ class CanvasApi:
         self.tokens = tokens
 
     def handle(self, request: ApiRequest, *, page_shift: int = 0) -> HttpResponse:
-        segs = request.segments
-        if request.method.upper() != "GET" or segs[:3] != ("api", "v1", "courses"):
-            return _not_found()
-        rest = segs[3:]
-        if len(rest) > 3 or (len(rest) == 3 and rest[1:] != ("students", "submissions")):
-            return _not_found()
-        if len(rest) == 2 and rest[1] not in _LIST_ROUTES:
+        """Unknown routes are 404 before the token is looked at, as Rails routes first."""
+        action = self._route(request.segments) if request.method.upper() == "GET" else None
+        if action is None:
             return _not_found()
         denied = self._authenticate(request)
         if denied is not None:
             return denied
-        if not rest:
-            return self._list_courses(request, page_shift)
-        course_id = parse_id(rest[0])
-        course = None if course_id is None else self.canvas.live_course(course_id)
-        if course is None:
-            return _not_found()
-        if len(rest) == 1:
-            return _ok(course_json(course))
-        resource = "students/submissions" if len(rest) == 3 else rest[1]
-        return self._list(resource, course, request, page_shift)
+        return action(request, page_shift)
+
+    def token_grant(self, request: ApiRequest, form: Mapping[str, str]) -> HttpResponse:
+        """``POST /login/oauth2/token`` with the refresh grant, the one a server-side
+        integration uses once it holds a refresh token. The answer carries no new
+        ``refresh_token``: Canvas's refresh tokens are reused. Error bodies are OAuth's,
+        not the REST ``errors`` list; ``invalid_client`` is as read in Canvas's OAuth
+        provider controller, not confirmed against a live instance."""
+        params = {**dict(request.query), **form}  # Rails merges query and body params
+        basic = basic_credentials(request.header("Authorization"))
+        client_id = params.get("client_id") or (basic[0] if basic else None)
+        secret = params.get("client_secret") or (basic[1] if basic else None)
+        if params.get("grant_type") != "refresh_token":
+            return json_response(400, UNSUPPORTED_GRANT)
+        known = None if client_id is None else self.tokens.client_secret(Service.CANVAS, client_id)
+        if known is None or secret != known:
+            return json_response(401, UNKNOWN_CLIENT)
+        grant = self.tokens.grant_refresh(Service.CANVAS, params.get("refresh_token", ""))
+        if grant is None:
+            return json_response(400, REFRESH_NOT_FOUND)
+        access, _, user_id = grant
+        body: Json = {"access_token": access, "token_type": "Bearer"}
+        user = None if user_id is None else self.canvas.users.get(user_id)
+        if user is not None:
+            body["user"] = {"id": user.id, "name": user.name}
+        body["expires_in"] = int(Service.CANVAS.ttl)
+        return json_response(200, body)
+
+    # ------------------------------------------------------------------ routing
+
+    def _route(self, segs: tuple[str, ...]) -> Action | None:
+        match segs:
+            case ("api", "v1", "courses"):
+                return self._list_courses
+            case ("api", "v1", "courses", raw_course, *rest):
+                action = self._course_action(tuple(rest))
+                return None if action is None else self._in_course(raw_course, action)
+            case ("api", "v1", "users", raw_user):
+                return lambda r, _: self._user(r, raw_user)
+            case ("api", "v1", "users", raw_user, "courses"):
+                return lambda r, shift: self._user_courses(r, raw_user, shift)
+        return None
+
+    def _course_action(self, rest: tuple[str, ...]) -> CourseAction | None:
+        match rest:
+            case ():
+                return lambda course, _, __: _ok(course_json(course))
+            case ("enrollments",):
+                return lambda course, r, _: self._enrollments(course, r)
+            case ("users",) | ("search_users",):  # one Rails action behind both routes
+                return self._users
+            case ("sections",):
+                return self._sections
+            case ("assignments",):
+                return self._assignments
+            case ("quizzes",):
+                return self._quizzes
+            case ("modules",):
+                return self._modules
+            case ("students", "submissions"):
+                return lambda course, r, _: self._submissions(course, r)
+            case ("assignments", raw_assignment, "submissions"):
+                return lambda c, r, shift: self._assignment_submissions(c, raw_assignment, r, shift)
+            case ("modules", raw_module, "items"):
+                return lambda c, r, shift: self._module_items(c, raw_module, r, shift)
+            case ("users", raw_user):
+                return lambda course, r, _: self._course_user(course, raw_user, r)
+            case ("users", raw_user, "progress"):
+                return lambda course, r, _: self._progress(course, raw_user, r)
+        return None
+
+    def _in_course(self, raw_course: str, action: CourseAction) -> Action:
+        """Resolve the course (404 when unknown or deleted), then check the token's user
+        may read it (403, hosted Canvas's answer since about 2022)."""
+
+        def run(request: ApiRequest, shift: int) -> HttpResponse:
+            course_id = parse_id(raw_course)
+            course = None if course_id is None else self.canvas.live_course(course_id)
+            if course is None:
+                return _not_found()
+            user_id = self.tokens.user_of(_token(request))
+            if user_id is not None and not self._enrollments_of(user_id, course.id):
+                return json_response(403, NOT_AUTHORIZED)
+            return action(course, request, shift)
+
+        return run
 
     # ------------------------------------------------------------------ plumbing
 
     def _authenticate(self, request: ApiRequest) -> HttpResponse | None:
-        token = request.bearer() or request.param("access_token")
+        token = _token(request)
         if token is None:
             return json_response(401, NO_CREDENTIALS, WWW_AUTHENTICATE)
         if not self.tokens.validate(Service.CANVAS, token):
             return json_response(401, INVALID_TOKEN, WWW_AUTHENTICATE)
         return None
 
-    def _list(self, resource: str, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
-        if resource == "enrollments":
-            return self._enrollments(course, request)
-        if resource == "users":
-            return self._users(course, request, shift)
-        if resource == "assignments":
-            rows = self.canvas.assignments_in(course.id)
-            return _numbered(request, rows, lambda a: assignment_json(a, request.origin), shift)
-        if resource == "quizzes":
-            quizzes = sorted(self.canvas.quizzes_in(course.id), key=lambda q: q.id)
-            return _numbered(request, quizzes, lambda q: quiz_json(q, request.origin), shift)
-        if resource == "modules":
-            return self._modules(course, request, shift)
-        return self._submissions(course, request)
+    def _enrollments_of(self, user_id: int, course_id: int) -> list[Enrollment]:
+        """The user's enrollment rows in the course that still give access."""
+        return [
+            e
+            for e in self.canvas.enrollments_in(course_id)
+            if e.user_id == user_id and e.state not in _GONE_STATES
+        ]
+
+    def _lists_course(self, user_id: int, course: Course) -> bool:
+        """Canvas's own-courses rule: a current or invited enrollment; students and
+        observers see only available courses, other roles everything but deleted ones."""
+        rows = [e for e in self._enrollments_of(user_id, course.id) if e.state in _LISTED_STATES]
+        if not rows:
+            return False
+        learner_only = all(e.type in _LEARNER_TYPES for e in rows)
+        return course.workflow_state == "available" or not learner_only
+
+    def _user_ref(self, raw: str, request: ApiRequest) -> int | None:
+        """A path user id; ``self`` is the token's user (none for a service token)."""
+        user_id = self.tokens.user_of(_token(request)) if raw == "self" else parse_id(raw)
+        return user_id if user_id in self.canvas.users else None
 
     # ------------------------------------------------------------------ endpoints
 
     def _list_courses(self, request: ApiRequest, shift: int) -> HttpResponse:
-        courses = [c for c in self.canvas.courses.values() if c.workflow_state != "deleted"]
-        return _numbered(request, sorted(courses, key=lambda c: c.id), course_json, shift)
+        """Only the token user's own courses; a service token lists every live course."""
+        return self._courses_of(self.tokens.user_of(_token(request)), request, shift)
+
+    def _courses_of(self, user_id: int | None, request: ApiRequest, shift: int) -> HttpResponse:
+        courses = [
+            c
+            for c in sorted(self.canvas.courses.values(), key=lambda c: c.id)
+            if c.workflow_state != "deleted" and (user_id is None or self._lists_course(user_id, c))
+        ]
+        return _numbered(request, courses, course_json, shift)
+
+    def _user(self, request: ApiRequest, raw_user: str) -> HttpResponse:
+        user_id = self._user_ref(raw_user, request)
+        if user_id is None:
+            return _not_found()
+        return _ok(user_json(self.canvas.users[user_id], hide_personal=False))
+
+    def _user_courses(self, request: ApiRequest, raw_user: str, shift: int) -> HttpResponse:
+        """Another user's course list is theirs to read (or an admin's), nobody else's."""
+        user_id = self._user_ref(raw_user, request)
+        if user_id is None:
+            return _not_found()
+        caller = self.tokens.user_of(_token(request))
+        if caller is not None and caller != user_id:
+            return json_response(403, NOT_AUTHORIZED)
+        return self._courses_of(user_id, request, shift)
+
+    def _sections(self, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
+        sections = sorted(self.canvas.sections_in(course.id), key=lambda s: (s.name, s.id))
+        return _numbered(request, sections, section_json, shift)
+
+    def _assignments(self, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
+        rows = self.canvas.assignments_in(course.id)
+        return _numbered(request, rows, lambda a: assignment_json(a, request.origin), shift)
+
+    def _quizzes(self, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
+        quizzes = sorted(self.canvas.quizzes_in(course.id), key=lambda q: q.id)
+        return _numbered(request, quizzes, lambda q: quiz_json(q, request.origin), shift)
 
     def _enrollments(self, course: Course, request: ApiRequest) -> HttpResponse:
         types = set(request.params("type[]"))
@@ -248,12 +396,9 @@ class CanvasApi:
         }
 
     def _modules(self, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
-        student: int | None = None
-        raw_student = request.param("student_id")
-        if raw_student is not None:
-            student = parse_id(raw_student)
-            if student is None or student not in self._submission_students(course, None):
-                return _not_found()
+        student = self._student_param(course, request)
+        if isinstance(student, HttpResponse):
+            return student
         with_items = "items" in request.params("include[]")
         modules = sorted(self.canvas.modules_in(course.id), key=lambda m: (m.position, m.id))
         return _numbered(
@@ -261,6 +406,93 @@ class CanvasApi:
             modules,
             lambda m: self._module_json(m, request.origin, student, with_items),
             shift,
+        )
+
+    def _student_param(self, course: Course, request: ApiRequest) -> int | HttpResponse | None:
+        """The ``student_id`` whose progress to show, ``None`` when not asked, or the 404
+        Canvas answers for anyone who is not a student of the course."""
+        raw = request.param("student_id")
+        if raw is None:
+            return None
+        student = parse_id(raw)
+        if student is None or student not in self._submission_students(course, None):
+            return _not_found()
+        return student
+
+    def _module_items(
+        self, course: Course, raw_module: str, request: ApiRequest, shift: int
+    ) -> HttpResponse:
+        module_id = parse_id(raw_module)
+        module = None if module_id is None else self.canvas.modules.get(module_id)
+        if module is None or module.course_id != course.id:
+            return _not_found()
+        student = self._student_param(course, request)
+        if isinstance(student, HttpResponse):
+            return student
+        items = [self.canvas.items[i] for i in module.items]
+        return _numbered(
+            request,
+            items,
+            lambda item: self._item_json(item, course.id, request.origin, student),
+            shift,
+        )
+
+    def _assignment_submissions(
+        self, course: Course, raw_assignment: str, request: ApiRequest, shift: int
+    ) -> HttpResponse:
+        """One assignment's rows for every non-deleted student, numbered, by user id."""
+        assignment_id = parse_id(raw_assignment)
+        assignment = None if assignment_id is None else self.canvas.assignments.get(assignment_id)
+        if assignment is None or assignment.course_id != course.id or assignment.deleted:
+            return _not_found()
+        rows = [
+            sub
+            for user_id in sorted(self._submission_students(course, None))
+            if (sub := self.canvas.submissions.get((assignment.id, user_id))) is not None
+        ]
+        return _numbered(request, rows, lambda s: submission_json(s, assignment), shift)
+
+    def _course_user(self, course: Course, raw_user: str, request: ApiRequest) -> HttpResponse:
+        user_id = self._user_ref(raw_user, request)
+        rows = [] if user_id is None else self._enrollments_of(user_id, course.id)
+        if user_id is None or not rows:
+            return _not_found()
+        pending = all(e.state in _PENDING_STATES for e in rows)
+        out = user_json(self.canvas.users[user_id], hide_personal=pending)
+        if "enrollments" in request.params("include[]"):
+            out["enrollments"] = [
+                self._enrollment_json(e, request.origin, with_user=False) for e in rows
+            ]
+        return _ok(out)
+
+    def _progress(self, course: Course, raw_user: str, request: ApiRequest) -> HttpResponse:
+        """``CourseProgress``: counts over every item with a completion requirement. Our
+        modules are never sequential, so ``next_requirement_url`` is always null."""
+        user_id = self._user_ref(raw_user, request)
+        if user_id is None:
+            return _not_found()
+        modules = sorted(self.canvas.modules_in(course.id), key=lambda m: (m.position, m.id))
+        required = [
+            item.id
+            for module in modules
+            for i in module.items
+            if (item := self.canvas.items[i]).requirement is not None
+        ]
+        if not required or user_id not in self._submission_students(course, None):
+            return json_response(400, NO_PROGRESS)
+        done = [
+            self.canvas.completions[(item_id, user_id)]
+            for item_id in required
+            if (item_id, user_id) in self.canvas.completions
+        ]
+        finished = len(done) == len(required)
+        return _ok(
+            {
+                "requirement_count": len(required),
+                "requirement_completed_count": len(done),
+                "next_requirement_url": None,
+                "completed_at": iso(max(done)) if finished else None,
+            }
         )
 
     # ------------------------------------------------------------------ JSON
@@ -387,6 +619,22 @@ def course_json(course: Course) -> Json:
         "time_zone": "UTC",
         "blueprint": False,
         "default_view": "modules",
+    }
+
+
+def section_json(section: Section) -> Json:
+    return {
+        "id": section.id,
+        "name": section.name,
+        "course_id": section.course_id,
+        "sis_section_id": None,
+        "integration_id": None,
+        "sis_import_id": None,
+        "sis_course_id": None,
+        "start_at": None,
+        "end_at": None,
+        "restrict_enrollments_to_section_dates": False,
+        "nonxlist_course_id": None,
     }
 
 
@@ -523,6 +771,11 @@ def _ok(body: object, links: dict[str, str] | None = None) -> HttpResponse:
     return json_response(200, body, {**RATE_HEADERS, **(links or {})})
 
 
+def _token(request: ApiRequest) -> str | None:
+    """Canvas takes the Bearer header, else ``?access_token=``."""
+    return request.bearer() or request.param("access_token")
+
+
 def _not_found() -> HttpResponse:
     return json_response(404, NOT_FOUND)
 
@@ -619,7 +872,7 @@ def _decode_bookmark(token: str, shape: tuple[type, ...]) -> Key | None:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         value = json.loads(raw)
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # a nested-list bomb is garbage too
         return None
     if not isinstance(value, list) or len(value) != len(shape):
         return None

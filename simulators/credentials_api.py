@@ -19,13 +19,15 @@ from simulators.api import ApiRequest, json_response, link_header, parse_id
 from simulators.clock import iso, iso_micro
 from simulators.credentials import (
     Assertion,
+    BadgeClass,
     Credentials,
     Group,
+    Issuer,
     LeaderboardRow,
     Member,
     normalise_identity,
 )
-from simulators.tokens import Service, TokenStore
+from simulators.tokens import Service, TokenStore, basic_credentials
 from sync_core.wire import HttpResponse
 
 T = TypeVar("T")
@@ -37,12 +39,27 @@ MAX_NUM: Final = 500
 RECIPIENT_TYPES: Final = frozenset({"email", "url", "telephone", "openBadgeId"})
 _TRUE: Final = frozenset({"true", "1"})
 REQUIRED: Final = ["This field is required."]
+NON_FIELD: Final = "non_field_errors"
+DUPLICATE_AWARD: Final = "A previous award of this badge already exists for this recipient."
+CREATED_BY: Final = "c3lzdGVtLXVzZXItMDAwMDAx"
+PUBLIC_CLIENT: Final = "public"
+"""django-oauth-toolkit's built-in client, used when a token request names none."""
+TOKEN_SCOPE: Final = "rw:profile rw:issuer rw:backpack"
+QUERY_GRANT: Final = "Token grant parameters must be sent in post body, not query parameters"
+
+Route = tuple[frozenset[str], Callable[[ApiRequest], HttpResponse]]
+AwardFields = tuple[str, str, str | None]
+"""A valid award's (normalised identity, recipient type, narrative)."""
+GET: Final = frozenset({"GET"})
 
 
 def ok(
-    result: list[object], status: int = 200, headers: Mapping[str, str] | None = None
+    result: list[object],
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    description: str = "ok",
 ) -> HttpResponse:
-    body = {"status": {"success": True, "description": "ok"}, "result": result}
+    body = {"status": {"success": True, "description": description}, "result": result}
     return json_response(status, body, {**CONTENT_TYPE, **(headers or {})})
 
 
@@ -91,19 +108,67 @@ class CredentialsApi:
             return error(405, "miscellaneous error", f'Method "{method}" not allowed.')
         return action(request)
 
-    def _route(
-        self, segs: tuple[str, ...]
-    ) -> tuple[frozenset[str], Callable[[ApiRequest], HttpResponse]] | None:
+    def token_grant(self, request: ApiRequest, form: Mapping[str, str]) -> HttpResponse:
+        """``POST /o/token`` as django-oauth-toolkit answers it for Badgr: parameters only
+        in a form body; ``grant_type`` defaults to ``password``; without client credentials
+        the ``public`` client is used. A refresh rotates both tokens. ``invalid_grant`` is
+        401 as recorded from api.badgr.io (oauthlib 2.x), not oauthlib 3's 400.
+        ``client_credentials`` gets no refresh token, as oauthlib never issues one there."""
+        if request.query:
+            return _oauth_error(400, QUERY_GRANT)
+        basic = basic_credentials(request.header("Authorization"))
+        client_id, secret = basic if basic else (form.get("client_id"), form.get("client_secret"))
+        if client_id is not None and client_id != PUBLIC_CLIENT:
+            known = self.tokens.client_secret(Service.CREDENTIALS, client_id)
+            if known is None:
+                return _oauth_error(400, "invalid client_id")
+            if secret != known:
+                return _oauth_error(400, "invalid client_secret")
+        grant_type = form.get("grant_type", "password")
+        if grant_type == "password":
+            username, password = form.get("username"), form.get("password")
+            if username is None or password is None:
+                missing = "username" if username is None else "password"
+                return _oauth_error(
+                    400, "invalid_request", f"Request is missing {missing} parameter."
+                )
+            if not self.tokens.check_login(username, password):
+                return _oauth_error(401, "invalid_grant")
+            return _token_response(*self.tokens.issue_pair(Service.CREDENTIALS))
+        if grant_type == "refresh_token":
+            grant = self.tokens.grant_refresh(Service.CREDENTIALS, form.get("refresh_token", ""))
+            if grant is None:
+                return _oauth_error(401, "invalid_grant")
+            return _token_response(grant[0], grant[1])
+        if grant_type == "client_credentials":
+            if client_id is None or client_id == PUBLIC_CLIENT:
+                return _oauth_error(401, "invalid_client")
+            return _token_response(self.tokens.issue(Service.CREDENTIALS), None)
+        return _oauth_error(400, "unsupported_grant_type")
+
+    def _route(self, segs: tuple[str, ...]) -> Route | None:
         creds = self.credentials
         match segs:
-            case ("v2", "badgeclasses", badge_id, "assertions"):
-                if badge_id not in creds.badge_classes:
+            case ("v2", "issuers"):
+                return GET, lambda r: ok([self._issuer_json(i, r) for i in creds.issuers.values()])
+            case ("v2", "issuers", issuer_id):
+                if issuer_id not in creds.issuers:
                     return None
-                return frozenset({"GET", "POST"}), lambda r: self._assertions(r, badge_id)
+                return GET, lambda r: ok([self._issuer_json(creds.issuers[issuer_id], r)])
+            case ("v2", "issuers", issuer_id, "badgeclasses"):
+                if issuer_id not in creds.issuers:
+                    return None
+                return GET, lambda r: self._badge_classes(r, issuer_id)
+            case ("v2", "badgeclasses"):
+                return GET, lambda r: self._badge_classes(r, None)
+            case ("v2", "badgeclasses", badge_id, *rest) if badge_id in creds.badge_classes:
+                return self._badge_class_route(badge_id, tuple(rest))
+            case ("v2", "assertions", "revoke"):
+                return frozenset({"POST"}), self._batch_revoke
             case ("v2", "assertions", assertion_id):
                 if assertion_id not in creds.assertions:
                     return None
-                return frozenset({"DELETE"}), lambda r: self._revoke(r, assertion_id)
+                return frozenset({"GET", "DELETE"}), lambda r: self._assertion(r, assertion_id)
             case ("v2", "issuers", issuer_id, "recipient-groups", group_id, *rest):
                 group = creds.groups.get(group_id)
                 if group is None or group.issuer_id != issuer_id:
@@ -111,9 +176,18 @@ class CredentialsApi:
                 return self._group_route(group, tuple(rest))
         return None
 
-    def _group_route(
-        self, group: Group, rest: tuple[str, ...]
-    ) -> tuple[frozenset[str], Callable[[ApiRequest], HttpResponse]] | None:
+    def _badge_class_route(self, badge_id: str, rest: tuple[str, ...]) -> Route | None:
+        match rest:
+            case ():
+                badge = self.credentials.badge_classes[badge_id]
+                return GET, lambda r: ok([self._badge_class_json(badge, r)])
+            case ("assertions",):
+                return frozenset({"GET", "POST"}), lambda r: self._assertions(r, badge_id)
+            case ("issue",):
+                return frozenset({"POST"}), lambda r: self._batch_award(r, badge_id)
+        return None
+
+    def _group_route(self, group: Group, rest: tuple[str, ...]) -> Route | None:
         match rest:
             case ("members",):
                 return frozenset({"GET"}), lambda r: self._members(r, group)
@@ -145,28 +219,49 @@ class CredentialsApi:
         return _paged(request, rows, lambda a: (a.created_at, a.seq), self._assertion_json)
 
     def _award(self, request: ApiRequest, badge_id: str) -> HttpResponse:
+        fields = self._award_fields(request.json, badge_id)
+        if isinstance(fields, dict):
+            field_errors = {k: v for k, v in fields.items() if k != NON_FIELD}
+            return bad_request(field_errors, fields.get(NON_FIELD))
+        assertion = self.credentials.award(badge_id, *fields)
+        return ok([self._assertion_json(assertion, request)], status=201)
+
+    def _batch_award(self, request: ApiRequest, badge_id: str) -> HttpResponse:
+        """All or nothing: every item is validated (against stored awards, not against
+        each other) before any is saved; on failure ``fieldErrors`` is a list aligned with
+        the items, ``{}`` for each valid one."""
         body = request.json
+        items = body.get("assertions") if isinstance(body, Mapping) else None
+        if not isinstance(items, list):
+            return bad_request({"assertions": REQUIRED})
+        checked = [self._award_fields(item, badge_id) for item in items]
+        if any(isinstance(fields, dict) for fields in checked):
+            return error(400, "bad request", [f if isinstance(f, dict) else {} for f in checked])
+        created = [
+            self.credentials.award(badge_id, *fields)
+            for fields in checked
+            if not isinstance(fields, dict)
+        ]
+        return ok([self._assertion_json(a, request) for a in created], status=201)
+
+    def _award_fields(self, body: object, badge_id: str) -> AwardFields | dict[str, list[str]]:
+        """One award's fields, or its errors (``non_field_errors`` for whole-item ones)."""
         if not isinstance(body, Mapping):
-            return bad_request(validation_errors=["Invalid data. Expected a dictionary."])
+            return {NON_FIELD: ["Invalid data. Expected a dictionary."]}
         recipient = _recipient(body.get("recipient"))
         if isinstance(recipient, str):
-            return bad_request({"recipient": [recipient]})
+            return {"recipient": [recipient]}
         narrative = body.get("narrative")
         if narrative is not None and not isinstance(narrative, str):
-            return bad_request({"narrative": ["Not a valid string."]})
+            return {"narrative": ["Not a valid string."]}
         allow_duplicates = body.get("allowDuplicateAwards", True)
         if not isinstance(allow_duplicates, bool):
-            return bad_request({"allowDuplicateAwards": ["Must be a valid boolean."]})
+            return {"allowDuplicateAwards": ["Must be a valid boolean."]}
         raw_identity, kind = recipient
         identity = normalise_identity(raw_identity, kind)
         if not allow_duplicates and self._live_award_exists(badge_id, identity):
-            return bad_request(
-                validation_errors=[
-                    "A previous award of this badge already exists for this recipient."
-                ]
-            )
-        assertion = self.credentials.award(badge_id, identity, kind, narrative)
-        return ok([self._assertion_json(assertion, request)], status=201)
+            return {NON_FIELD: [DUPLICATE_AWARD]}
+        return identity, kind, narrative
 
     def _live_award_exists(self, badge_id: str, identity: str) -> bool:
         now = self.credentials.clock.now
@@ -174,6 +269,41 @@ class CredentialsApi:
             a.identity == identity and not a.revoked and not a.expired(now)
             for a in self.credentials.assertions_for(badge_id)
         )
+
+    def _assertion(self, request: ApiRequest, assertion_id: str) -> HttpResponse:
+        """GET shows revoked awards too; DELETE revokes."""
+        if request.method.upper() == "DELETE":
+            return self._revoke(request, assertion_id)
+        return ok([self._assertion_json(self.credentials.assertions[assertion_id], request)])
+
+    def _batch_revoke(self, request: ApiRequest) -> HttpResponse:
+        """Always 200 for a list, each item saying whether it was revoked and why not, so
+        a partial failure hides inside a success."""
+        items = request.json
+        if not isinstance(items, list):
+            kind = "dict" if isinstance(items, Mapping) else type(items).__name__
+            return bad_request(
+                validation_errors=[f'Expected a list of items but got type "{kind}".']
+            )
+        return ok([self._revoke_item(item) for item in items], description="revoked badges")
+
+    def _revoke_item(self, item: object) -> Json:
+        """Only a string is an id: echoing arbitrary JSON back could nest without bound."""
+        if not isinstance(item, Mapping) or not isinstance(item.get("entityId"), str):
+            return {"revoked": False, "reason": "entityId is required"}
+        entity_id: str = item["entityId"]
+        out: Json = {"revoked": False, "entityId": entity_id}
+        reason = item.get("revocationReason")
+        if not isinstance(reason, str) or not reason.strip():
+            return {**out, "reason": "revocationReason is required"}
+        out["revocationReason"] = reason
+        assertion = self.credentials.assertions.get(entity_id)
+        if assertion is None:
+            return {**out, "reason": "permission denied or object not found"}
+        if assertion.revoked:  # str() of the Django ValidationError Badgr raises
+            return {**out, "reason": "['Assertion is already revoked']"}
+        self.credentials.revoke(entity_id, reason)
+        return {**out, "revoked": True}
 
     def _revoke(self, request: ApiRequest, assertion_id: str) -> HttpResponse:
         body = request.json
@@ -194,7 +324,7 @@ class CredentialsApi:
             "entityId": a.entity_id,
             "openBadgeId": f"{base}/public/assertions/{a.entity_id}",
             "createdAt": iso_micro(a.created_at),
-            "createdBy": "c3lzdGVtLXVzZXItMDAwMDAx",
+            "createdBy": CREATED_BY,
             "badgeclass": a.badge_class,
             "badgeclassOpenBadgeId": f"{base}/public/badges/{a.badge_class}",
             "issuer": a.issuer_id,
@@ -213,6 +343,63 @@ class CredentialsApi:
             "revoked": a.revoked,
             "revocationReason": a.revocation_reason,
             "expires": None if a.expires is None else iso(a.expires),
+            "extensions": {},
+        }
+
+    # ------------------------------------------------------------------ issuers, badges
+
+    def _badge_classes(self, request: ApiRequest, issuer_id: str | None) -> HttpResponse:
+        """Newest first, ``num`` cursor pages; creation order breaks ties in ``createdAt``."""
+        rows = sorted(
+            (
+                (seq, badge)
+                for seq, badge in enumerate(self.credentials.badge_classes.values())
+                if issuer_id is None or badge.issuer_id == issuer_id
+            ),
+            key=lambda row: (row[1].created_at, row[0]),
+            reverse=True,
+        )
+        return _paged(
+            request,
+            rows,
+            lambda row: (row[1].created_at, row[0]),
+            lambda row, r: self._badge_class_json(row[1], r),
+        )
+
+    def _issuer_json(self, issuer: Issuer, request: ApiRequest) -> Json:
+        return {
+            "entityType": "Issuer",
+            "entityId": issuer.entity_id,
+            "openBadgeId": f"{request.origin}/public/issuers/{issuer.entity_id}",
+            "createdAt": iso_micro(issuer.created_at),
+            "createdBy": CREATED_BY,
+            "name": issuer.name,
+            "image": None,
+            "email": issuer.email,
+            "url": None,
+            "description": None,
+            "staff": [],
+            "extensions": {},
+        }
+
+    def _badge_class_json(self, badge: BadgeClass, request: ApiRequest) -> Json:
+        base = request.origin
+        return {
+            "entityType": "BadgeClass",
+            "entityId": badge.entity_id,
+            "openBadgeId": f"{base}/public/badges/{badge.entity_id}",
+            "createdAt": iso_micro(badge.created_at),
+            "createdBy": CREATED_BY,
+            "issuer": badge.issuer_id,
+            "issuerOpenBadgeId": f"{base}/public/issuers/{badge.issuer_id}",
+            "name": badge.name,
+            "image": f"{base}/media/uploads/badges/{badge.entity_id}.png",
+            "description": "",
+            "criteriaUrl": None,
+            "criteriaNarrative": None,
+            "alignments": [],
+            "tags": [],
+            "expires": None,
             "extensions": {},
         }
 
@@ -269,6 +456,25 @@ class CredentialsApi:
             return bad_request({"entries": [entries]})
         rows = self.credentials.publish_leaderboard(group.entity_id, entries)
         return ok([leaderboard_json(row) for row in rows])
+
+
+def _oauth_error(status: int, error: str, description: str | None = None) -> HttpResponse:
+    body: Json = {"error": error}
+    if description is not None:
+        body["error_description"] = description
+    return json_response(status, body)
+
+
+def _token_response(access: str, refresh: str | None) -> HttpResponse:
+    body: Json = {
+        "access_token": access,
+        "token_type": "Bearer",
+        "expires_in": int(Service.CREDENTIALS.ttl),
+    }
+    if refresh is not None:
+        body["refresh_token"] = refresh
+    body["scope"] = TOKEN_SCOPE
+    return json_response(200, body)
 
 
 def member_json(m: Member) -> Json:
@@ -366,7 +572,7 @@ def _cursor_url(request: ApiRequest, num: int, direction: str, mark: SortKey) ->
 def _decode_cursor(token: str) -> tuple[str, SortKey] | None:
     try:
         value = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # a nested-list bomb is garbage too
         return None
     if not isinstance(value, list) or len(value) != 3:
         return None

@@ -1,11 +1,15 @@
-"""Bearer tokens for both simulated services.
+"""Bearer tokens, refresh tokens, OAuth clients and Credentials logins for both services.
 
 Tokens are the reason a long simulated run meets 401s at all: a Canvas OAuth token lives
-one hour, a Credentials token a day, so an adapter that never refreshes fails late.
+one hour, a Credentials token a day, so an adapter that never refreshes fails late. The
+grants themselves (``/login/oauth2/token``, ``/o/token``) only exist over HTTP; this store
+keeps the state they act on so that a grant and a Bearer check always agree.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 from dataclasses import dataclass
 from enum import Enum
 
@@ -24,9 +28,25 @@ class Service(Enum):
 
 @dataclass
 class Token:
+    """An access token. ``user_id`` is the Canvas user it acts as; ``None`` is a service
+    (admin) token, which is what the sync holds in simulations and which sees everything."""
+
     value: str
     service: Service
     expires_at: float
+    user_id: int | None = None
+
+
+@dataclass
+class RefreshToken:
+    """A refresh token and the access token it last produced, which the next refresh kills
+    (Canvas regenerates the token on the same row; Badgr revokes the old pair)."""
+
+    value: str
+    service: Service
+    user_id: int | None
+    access: str
+    alive: bool = True
 
 
 class TokenStore:
@@ -35,13 +55,27 @@ class TokenStore:
     def __init__(self, clock: VirtualClock) -> None:
         self._clock = clock
         self._tokens: dict[str, Token] = {}
+        self._refresh: dict[str, RefreshToken] = {}
+        self._clients: dict[tuple[Service, str], str] = {}
+        self._logins: dict[str, str] = {}
         self._issued = 0
 
-    def issue(self, service: Service) -> str:
+    def _next_value(self, service: Service, kind: str) -> str:
         self._issued += 1
-        value = f"{service.value}-token-{self._issued:06d}"
-        self._tokens[value] = Token(value, service, self._clock.now + service.ttl)
+        return f"{service.value}-{kind}-{self._issued:06d}"
+
+    def issue(self, service: Service, user_id: int | None = None, ttl: float | None = None) -> str:
+        """A new access token. ``ttl=None`` is the service's OAuth lifetime; a manually
+        generated Canvas token may never expire, so ``ttl=float("inf")`` is allowed."""
+        value = self._next_value(service, "token")
+        lifetime = service.ttl if ttl is None else ttl
+        self._tokens[value] = Token(value, service, self._clock.now + lifetime, user_id)
         return value
+
+    def user_of(self, value: str | None) -> int | None:
+        """The user a token acts as (``None`` for unknown and service tokens)."""
+        token = self._tokens.get(value) if value is not None else None
+        return None if token is None else token.user_id
 
     def expire(self, value: str) -> None:
         token = self._tokens.get(value)
@@ -63,10 +97,61 @@ class TokenStore:
         return True
 
     def refresh(self, value: str) -> str:
-        """Trade ``value`` (live or expired) for a fresh token of the same service; the old
-        one stops working, as with an OAuth refresh grant."""
+        """Trade ``value`` (live or expired) for a fresh token of the same service and user;
+        the old one stops working, as with an OAuth refresh grant."""
         old = self._tokens.get(value)
         if old is None:
             raise KeyError("unknown token")
         self.expire(value)
-        return self.issue(old.service)
+        return self.issue(old.service, old.user_id)
+
+    # ------------------------------------------------------------------ OAuth grants
+
+    def issue_pair(self, service: Service, user_id: int | None = None) -> tuple[str, str]:
+        """(access, refresh) as an authorization-code or password grant hands them out."""
+        access = self.issue(service, user_id)
+        refresh = self._next_value(service, "refresh")
+        self._refresh[refresh] = RefreshToken(refresh, service, user_id, access)
+        return access, refresh
+
+    def grant_refresh(self, service: Service, value: str) -> tuple[str, str, int | None] | None:
+        """Redeem a refresh token: (new access, refresh token to use next time, user), or
+        ``None`` when it is unknown, dead or another service's. The previous access token
+        dies. Canvas refresh tokens are reusable; Badgr rotates them, so the old one dies."""
+        grant = self._refresh.get(value)
+        if grant is None or not grant.alive or grant.service is not service:
+            return None
+        self.expire(grant.access)
+        if service is Service.CANVAS:
+            grant.access = self.issue(service, grant.user_id)
+            return grant.access, value, grant.user_id
+        grant.alive = False
+        access, refresh = self.issue_pair(service, grant.user_id)
+        return access, refresh, grant.user_id
+
+    def add_client(self, service: Service, client_id: str, secret: str) -> None:
+        """Register an OAuth client (a Canvas developer key, a Badgr application)."""
+        self._clients[(service, client_id)] = secret
+
+    def client_secret(self, service: Service, client_id: str) -> str | None:
+        return self._clients.get((service, client_id))
+
+    def add_login(self, username: str, password: str) -> None:
+        """A Credentials account the password grant accepts."""
+        self._logins[username] = password
+
+    def check_login(self, username: str, password: str) -> bool:
+        return username in self._logins and self._logins[username] == password
+
+
+def basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """(client id, secret) from ``Authorization: Basic``, the other way OAuth clients
+    authenticate to a token endpoint; ``None`` when absent or undecodable."""
+    if header is None or not header.startswith("Basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[len("Basic ") :].strip(), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    client_id, colon, secret = decoded.partition(":")
+    return (client_id, secret) if colon else None

@@ -1,0 +1,302 @@
+"""The two simulated services over HTTP: FastAPI apps that are thin adapters over
+:meth:`Services.serve`.
+
+Every route is declared explicitly, so ``/openapi.json`` documents it, but the apps decide
+nothing themselves: each request becomes an :class:`ApiRequest` (method, the URL exactly as
+the client sent it, headers, JSON body) and goes through ``Services.serve``, which applies
+the seeded fault plan and calls the framework-free handler. Requests FastAPI would refuse
+(unknown path, wrong method) are handed to ``Services.serve`` too, so the handler answers
+them in its service's error shape and a seed draws the same faults over HTTP as in memory.
+Path parameters are documented as strings and never validated here: the handler parses the
+raw path, so FastAPI never answers 422 or ``{"detail": ...}``.
+
+Only the OAuth token endpoints bypass the fault plan (a grant is not an API request), and
+call the handlers' ``token_grant`` directly, so they never consume fault draws.
+
+A request the plan drops (:class:`~simulators.services.Dropped`) raises
+:class:`ConnectionDropped`, which subclasses httpx's own transport errors. Starlette's
+outermost middleware answers any exception with a 500 and then re-raises it;
+``httpx.ASGITransport`` (with its default ``raise_app_exceptions=True``) discards that 500
+and hands the exception to the caller, so an in-process httpx client sees an
+``httpx.ReadTimeout`` (timeout) or ``httpx.ReadError`` (reset): a transport error, as from
+a real socket, never a 500. Over real sockets :mod:`simulators.serve` holds the app's
+messages, drops the 500 with them and hangs up the connection instead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import parse_qsl, quote
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from simulators.api import ApiRequest, json_response
+from simulators.canvas_api import CanvasApi
+from simulators.credentials_api import CredentialsApi, error
+from simulators.services import Dropped, Services
+from simulators.tokens import Service
+from sync_core.wire import HttpResponse
+
+FORM_TYPE: Final = "application/x-www-form-urlencoded"
+
+
+class ConnectionDropped(httpx.TransportError):
+    """The simulated server hung up without answering (see the module docstring)."""
+
+    kind: Literal["timeout", "reset"]
+
+
+class DroppedTimeout(ConnectionDropped, httpx.ReadTimeout):
+    kind = "timeout"
+
+
+class DroppedReset(ConnectionDropped, httpx.ReadError):
+    kind = "reset"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One declared route; ``body`` says whether it reads a JSON body (for the docs)."""
+
+    method: str
+    path: str
+    summary: str
+    body: bool = False
+
+
+CANVAS_ENDPOINTS: Final = (
+    Endpoint("GET", "/api/v1/courses", "Courses of the token's user (all for a service token)"),
+    Endpoint("GET", "/api/v1/courses/{course_id}", "One course"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/enrollments", "Enrollments (bookmark pages)"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/users", "Users in a course"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/search_users", "Users in a course"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/users/{user_id}", "One user in a course"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/users/{user_id}/progress", "Course progress"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/sections", "Sections"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/assignments", "Assignments"),
+    Endpoint(
+        "GET",
+        "/api/v1/courses/{course_id}/assignments/{assignment_id}/submissions",
+        "One assignment's submissions",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/courses/{course_id}/students/submissions",
+        "Submissions of many students (bookmark pages)",
+    ),
+    Endpoint("GET", "/api/v1/courses/{course_id}/quizzes", "Classic quizzes"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/modules", "Modules"),
+    Endpoint("GET", "/api/v1/courses/{course_id}/modules/{module_id}/items", "Module items"),
+    Endpoint("GET", "/api/v1/users/{user_id}", "One user (``self`` is the token's user)"),
+    Endpoint("GET", "/api/v1/users/{user_id}/courses", "A user's courses"),
+)
+
+_GROUP: Final = "/v2/issuers/{issuer_id}/recipient-groups/{group_id}"
+CREDENTIALS_ENDPOINTS: Final = (
+    Endpoint("GET", "/v2/issuers", "Issuers"),
+    Endpoint("GET", "/v2/issuers/{issuer_id}", "One issuer"),
+    Endpoint("GET", "/v2/issuers/{issuer_id}/badgeclasses", "An issuer's badge classes"),
+    Endpoint("GET", "/v2/badgeclasses", "Badge classes"),
+    Endpoint("GET", "/v2/badgeclasses/{badge_id}", "One badge class"),
+    Endpoint("GET", "/v2/badgeclasses/{badge_id}/assertions", "Awards of a badge class"),
+    Endpoint("POST", "/v2/badgeclasses/{badge_id}/assertions", "Award one badge", body=True),
+    Endpoint("POST", "/v2/badgeclasses/{badge_id}/issue", "Award many (all or nothing)", True),
+    # Declared before /v2/assertions/{assertion_id}, which would otherwise match it.
+    Endpoint("POST", "/v2/assertions/revoke", "Revoke many (always 200)", body=True),
+    Endpoint("GET", "/v2/assertions/{assertion_id}", "One award, revoked or not"),
+    Endpoint("DELETE", "/v2/assertions/{assertion_id}", "Revoke one award", body=True),
+    Endpoint("GET", f"{_GROUP}/members", "Group members (modelled API)"),
+    Endpoint("PUT", f"{_GROUP}/members/{{user_id}}", "Create or replace a member", body=True),
+    Endpoint("DELETE", f"{_GROUP}/members/{{user_id}}", "Remove a member"),
+    Endpoint("GET", f"{_GROUP}/leaderboard", "The group's leaderboard"),
+    Endpoint("PUT", f"{_GROUP}/leaderboard", "Publish the leaderboard", body=True),
+)
+
+CANVAS_TOKEN_PATH: Final = "/login/oauth2/token"
+CREDENTIALS_TOKEN_PATH: Final = "/o/token"
+
+ErrorShape = Callable[[int, str], HttpResponse]
+TokenGrant = Callable[[ApiRequest, Mapping[str, str]], HttpResponse]
+
+
+def canvas_app(services: Services) -> FastAPI:
+    """Canvas REST v1 plus ``POST /login/oauth2/token`` (refresh grant)."""
+
+    def grant(request: ApiRequest, form: Mapping[str, str]) -> HttpResponse:
+        world = services.world
+        return CanvasApi(world.canvas, world.tokens).token_grant(request, form)
+
+    app = _build("Simulated Canvas LMS", services, Service.CANVAS, CANVAS_ENDPOINTS, _canvas_error)
+    _add_token_route(app, CANVAS_TOKEN_PATH, "OAuth2 refresh grant (never faulted)", grant)
+    return app
+
+
+def credentials_app(services: Services) -> FastAPI:
+    """Badgr v2 (with the modelled recipient groups) plus ``POST /o/token``."""
+
+    def grant(request: ApiRequest, form: Mapping[str, str]) -> HttpResponse:
+        world = services.world
+        return CredentialsApi(world.credentials, world.tokens).token_grant(request, form)
+
+    app = _build(
+        "Simulated Canvas Credentials (Badgr)",
+        services,
+        Service.CREDENTIALS,
+        CREDENTIALS_ENDPOINTS,
+        error,
+    )
+    summary = "OAuth2 password, refresh and client-credentials grants (never faulted)"
+    _add_token_route(app, CREDENTIALS_TOKEN_PATH, summary, grant)
+    return app
+
+
+def _build(
+    title: str,
+    services: Services,
+    service: Service,
+    endpoints: tuple[Endpoint, ...],
+    error_shape: ErrorShape,
+) -> FastAPI:
+    async def serve(request: Request) -> Response:
+        route = request.scope.get("route")
+        where = getattr(route, "path", "(no route)")
+        return await _serve(services, service, error_shape, request, f"{request.method} {where}")
+
+    async def refuse(request: Request, exc: Exception) -> Response:
+        """404/405 from the router: the handler decides, through the fault plan."""
+        return await serve(request)
+
+    async def invalid(request: Request, exc: Exception) -> Response:
+        """Unreachable while every parameter is a string and bodies are read raw; kept so
+        that a parameter declared later can never produce FastAPI's ``{"detail": ...}``."""
+        return _response(error_shape(400, "invalid request"))
+
+    handlers: dict[int | type[Exception], Callable[[Request, Any], Coroutine[Any, Any, Response]]]
+    handlers = {StarletteHTTPException: refuse, RequestValidationError: invalid}
+    app = FastAPI(title=title, redirect_slashes=False, exception_handlers=handlers)
+    for endpoint in endpoints:
+        app.add_api_route(
+            endpoint.path,
+            serve,
+            methods=[endpoint.method],
+            summary=endpoint.summary,
+            openapi_extra=_openapi_extra(endpoint),
+        )
+    return app
+
+
+def _add_token_route(app: FastAPI, path: str, summary: str, grant: TokenGrant) -> None:
+    """A token endpoint reads a form body (any other body counts as no parameters) and
+    calls the grant directly: grants are not API requests and are never faulted."""
+
+    async def token(request: Request) -> Response:
+        api_request = await _api_request(request, _oauth_error, parse_json=False)
+        if isinstance(api_request, HttpResponse):
+            return _response(api_request)
+        form: dict[str, str] = {}
+        if (request.headers.get("content-type") or FORM_TYPE).startswith(FORM_TYPE):
+            form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
+        return _response(grant(api_request, form))
+
+    body = {"content": {FORM_TYPE: {"schema": {"type": "object"}}}}
+    app.add_api_route(
+        path, token, methods=["POST"], summary=summary, openapi_extra={"requestBody": body}
+    )
+
+
+async def _serve(
+    services: Services,
+    service: Service,
+    error_shape: ErrorShape,
+    request: Request,
+    label: str,
+) -> Response:
+    api_request = await _api_request(request, error_shape, parse_json=True)
+    if isinstance(api_request, HttpResponse):
+        return _response(api_request)
+    outcome = services.serve(service, api_request, label)
+    if isinstance(outcome, Dropped):
+        drop = DroppedTimeout if outcome.kind == "timeout" else DroppedReset
+        raise drop(f"simulated {outcome.kind}: {request.method} {request.url.path}")
+    return _response(outcome)
+
+
+async def _api_request(
+    request: Request, error_shape: ErrorShape, *, parse_json: bool
+) -> ApiRequest | HttpResponse:
+    """The request as the handlers take it, or a 400 when Starlette cannot decode its URL
+    (raw non-UTF-8 bytes in the query, which a socket client can send)."""
+    body = await request.body()
+    try:
+        return ApiRequest(
+            request.method,
+            _url_as_sent(request),
+            dict(request.headers),
+            _json_or_none(body) if parse_json else None,
+        )
+    except ValueError:
+        return error_shape(400, "malformed request URL")
+
+
+def _url_as_sent(request: Request) -> str:
+    """Scheme and host as the client addressed us (so page links work for it), and the
+    path still percent-encoded as sent, so ``ApiRequest.segments`` splits it correctly."""
+    scope = request.scope
+    raw_path = scope.get("raw_path") or quote(scope["path"]).encode()  # optional in ASGI
+    query = scope.get("query_string") or b""
+    url = f"{request.url.scheme}://{request.url.netloc}{raw_path.decode('latin-1')}"
+    return f"{url}?{query.decode('latin-1')}" if query else url
+
+
+def _json_or_none(body: bytes) -> object | None:
+    """The JSON body, or ``None`` when there is none or it does not parse; the handlers
+    answer a missing body in their own words."""
+    if not body.strip():
+        return None
+    try:
+        parsed: object = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return parsed
+
+
+def _response(response: HttpResponse) -> Response:
+    """Text bodies (Canvas's throttle answer) go as given, others as compact JSON."""
+    body = response.body
+    if body is None:
+        content = b""
+    elif isinstance(body, str):
+        content = body.encode()
+    else:
+        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    return Response(content, response.status, dict(response.headers))
+
+
+def _openapi_extra(endpoint: Endpoint) -> dict[str, object]:
+    """Path parameters documented as strings (not declared to FastAPI, so never
+    validated), plus the JSON body a write reads."""
+    names = [part[1:-1] for part in endpoint.path.split("/") if part.startswith("{")]
+    extra: dict[str, object] = {
+        "parameters": [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in names
+        ]
+    }
+    if endpoint.body:
+        content: dict[str, object] = {"application/json": {"schema": {}}}
+        extra["requestBody"] = {"required": True, "content": content}
+    return extra
+
+
+def _canvas_error(status: int, message: str) -> HttpResponse:
+    return json_response(status, {"errors": [{"message": message}]})
+
+
+def _oauth_error(status: int, message: str) -> HttpResponse:
+    return json_response(status, {"error": "invalid_request", "error_description": message})
