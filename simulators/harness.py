@@ -29,6 +29,7 @@ from simulators.invariants import (
     course_freshness,
     update_now_repairs,
 )
+from simulators.services import LogEntry
 from simulators.transport import MemoryTransport
 from simulators.world import World
 from sync_core import Command, CourseLinked, Event, Policy, SyncEngine, Tick, UpdateNowRequested
@@ -43,6 +44,19 @@ class Engine(Protocol):
     def to_json(self) -> str: ...
 
     def status(self) -> tuple[CourseStatus, ...]: ...
+
+
+class Transport(Protocol):
+    """What the harness needs of a transport: :class:`MemoryTransport`, or one of the HTTP
+    transports in :mod:`simulators.http_transport` that carry the same requests over HTTP."""
+
+    def execute(self, command: Command) -> Event: ...
+
+    @property
+    def log(self) -> list[LogEntry]: ...
+
+
+TransportFactory = Callable[[World, FaultPlan], Transport]
 
 
 @dataclass(frozen=True)
@@ -65,11 +79,12 @@ class Simulation:
         new_engine: Callable[[Policy], Engine] = SyncEngine,
         restore_engine: Callable[[str, Policy], Engine] = SyncEngine.from_json,
         max_tick: float = 3600.0,
+        transport_factory: TransportFactory = MemoryTransport,
     ) -> None:
         self.world = world
         self.plan = plan
         self.policy = policy or Policy()
-        self.transport = MemoryTransport(world, plan)
+        self.transport = transport_factory(world, plan)
         self.engine = new_engine(self.policy)
         self._restore = restore_engine
         self.max_tick = max_tick
