@@ -8,14 +8,21 @@ same seed always gives the same run, so any verdict can be replayed.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
+from adapter.http import HttpAdapter
+from adapter.links import LinksError, links_to_json, load_links
+from adapter.runner import RoundEnded, apply_links, load_engine, run_sync
+from adapter.summary import summary
+from adapter.tokens import OAuthToken
 from simulators.activity import random_activity
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
 from simulators.harness import Simulation
@@ -23,6 +30,7 @@ from simulators.invariants import SAFETY, Violation, check
 from simulators.serve import serve_forever
 from simulators.services import Services
 from simulators.world import World
+from sync_core import StateError
 
 FAULT_PROFILES = ("none", "swarm")
 
@@ -53,9 +61,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--world", choices=("small",), default="small", help="default: small")
     serve.add_argument("--seed", type=int, default=1, help="seeds the world and the faults")
     serve.add_argument("--faults", choices=FAULT_PROFILES, default="none", help="default: none")
+    serve.add_argument(
+        "--links",
+        type=Path,
+        help="write the courses' links (group, award rules) to this JSON "
+        "file, for credsync sync --links: the group API that holds them is not public",
+    )
+    sync = commands.add_parser(
+        "sync", help="run the sync core through the reference adapter against two servers"
+    )
+    sync.add_argument("--canvas", required=True, metavar="URL", help="Canvas base URL")
+    sync.add_argument("--canvas-token", required=True, metavar="TOKEN")
+    sync.add_argument("--credentials", required=True, metavar="URL", help="Credentials base URL")
+    sync.add_argument("--credentials-token", required=True, metavar="TOKEN")
+    sync.add_argument(
+        "--links",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help="JSON or TOML: each course's issuer, group and award rules",
+    )
+    sync.add_argument("--once", action="store_true", help="one round per course, then exit")
+    sync.add_argument("--state", type=Path, metavar="FILE", help="durable engine state")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return run_serve(args)
+    if args.command == "sync":
+        return run_sync_command(args)
     if args.days < 0:
         parser.error("--days must be zero or more")
     return run_simulation(args.seed, args.days, args.faults, args.json)
@@ -65,8 +97,9 @@ def run_serve(args: argparse.Namespace) -> int:
     """Serve ``World.small(seed)`` with its courses linked, so a client sees groups too."""
     choices = SeededChoices(args.seed)
     world, rules = World.small(args.seed)
-    for course_id, course_rules in sorted(rules.items()):
-        world.link_course(course_id, course_rules)
+    links = [world.link_course(course_id, r) for course_id, r in sorted(rules.items())]
+    if args.links is not None:
+        args.links.write_text(links_to_json(links), encoding="utf-8")
     rates = FaultRates.swarm(choices) if args.faults == "swarm" else FaultRates.none()
     services = Services(world, FaultPlan(rates, choices))
     serve_forever(world, services, args.canvas_port, args.credentials_port, args.host, sys.stdout)
@@ -165,6 +198,35 @@ def _print(report: dict[str, object]) -> None:
         if verdict == "PASS"
         else f"[{colour}]{verdict}[/{colour}]"
     )
+
+
+def run_sync_command(args: argparse.Namespace) -> int:
+    """Sync until interrupted (or one round per course with ``--once``); print a line per
+    course. Exit 1 when ``--once`` leaves a course failing, 2 on bad links or state."""
+    try:
+        links = load_links(args.links)
+        engine = load_engine(args.state)
+    except (LinksError, StateError) as exc:
+        print(f"credsync sync: {exc}", file=sys.stderr)
+        return 2
+    apply_links(engine, links)
+
+    async def sync() -> list[RoundEnded]:
+        async with HttpAdapter(
+            args.canvas,
+            OAuthToken.static(args.canvas_token),
+            args.credentials,
+            OAuthToken.static(args.credentials_token),
+        ) as adapter:
+            return await run_sync(adapter, engine, once=args.once, state_path=args.state)
+
+    try:
+        ended = asyncio.run(sync())
+    except KeyboardInterrupt:
+        ended = []
+    for line in summary(engine):
+        print(line)
+    return 1 if any(not e.ok for e in ended) else 0
 
 
 if __name__ == "__main__":
