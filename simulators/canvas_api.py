@@ -50,7 +50,17 @@ NO_CREDENTIALS: Final = {
     "errors": [{"message": "user authorization required"}],
 }
 WWW_AUTHENTICATE: Final = {"WWW-Authenticate": 'Bearer realm="canvas-lms"'}
-RATE_HEADERS: Final = {"X-Request-Cost": "0.01", "X-Rate-Limit-Remaining": "600.0"}
+# A valid token whose developer key lacks the route's scope: 401 *without* WWW-Authenticate,
+# which is how clients tell it from an expired token (a refresh will not help).
+INSUFFICIENT_SCOPES: Final = {"errors": [{"message": "Insufficient scopes on access token."}]}
+# Path parameter names in Canvas scope strings, by the segment before the id.
+_SCOPE_PARAMS: Final = {
+    "courses": ":course_id",
+    "users": ":user_id",
+    "assignments": ":assignment_id",
+    "modules": ":module_id",
+    "sections": ":section_id",
+}
 
 # Canvas hides these by default from teachers' enrollment lists; concluded students vanish.
 _HIDDEN_ENROLLMENT_STATES: Final = frozenset({"rejected", "completed", "deleted"})
@@ -215,6 +225,9 @@ class CanvasApi:
             return json_response(401, NO_CREDENTIALS, WWW_AUTHENTICATE)
         if not self.tokens.validate(Service.CANVAS, token):
             return json_response(401, INVALID_TOKEN, WWW_AUTHENTICATE)
+        scopes = self.tokens.scopes_of(token)
+        if scopes is not None and scope_for(request) not in scopes:
+            return json_response(401, INSUFFICIENT_SCOPES)
         return None
 
     def _enrollments_of(self, user_id: int, course_id: int) -> list[Enrollment]:
@@ -768,7 +781,17 @@ def _after(stamp: float | None, since: float | None) -> bool:
 
 
 def _ok(body: object, links: dict[str, str] | None = None) -> HttpResponse:
-    return json_response(200, body, {**RATE_HEADERS, **(links or {})})
+    return json_response(200, body, links or {})
+
+
+def scope_for(request: ApiRequest) -> str:
+    """The Canvas scope a request needs, e.g. ``url:GET|/api/v1/courses/:course_id/users``."""
+    segments = request.segments
+    template = [
+        _SCOPE_PARAMS.get(segments[i - 1], ":id") if i and segment.isdigit() else segment
+        for i, segment in enumerate(segments)
+    ]
+    return f"url:{request.method.upper()}|/" + "/".join(template)
 
 
 def _token(request: ApiRequest) -> str | None:

@@ -24,6 +24,7 @@ class FaultKind(Enum):
     TRANSIENT_5XX = "transient_5xx"
     THROTTLE = "throttle"
     TIMEOUT_BEFORE_COMMIT = "timeout_before_commit"
+    CONNECTION_RESET = "connection_reset"
     LOST_RESPONSE = "lost_response"
     STALE_READ = "stale_read"
     PAGE_DRIFT = "page_drift"
@@ -69,6 +70,7 @@ class FaultRates:
     transient_5xx: int = 0
     throttle: int = 0
     timeout_before_commit: int = 0
+    connection_reset: int = 0
     lost_response: int = 0
     stale_read: int = 0
     page_drift: int = 0

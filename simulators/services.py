@@ -30,6 +30,34 @@ CANVAS_THROTTLE_TEXT = "403 Forbidden (Rate Limit Exceeded)\n"
 TEXT_TYPE = {"Content-Type": "text/plain; charset=utf-8"}
 
 
+@dataclass
+class LeakyBucket:
+    """Canvas's request throttle (fact sheet section 3), one per token, on virtual time.
+
+    Each request first needs room for an up-front reservation (refunded when it ends, so
+    it only bites parallel or very fast callers), then adds its own cost; the bucket drains
+    at ``outflow`` per second. Past the high-water mark Canvas throttles."""
+
+    high_water: float = 600.0
+    outflow: float = 10.0
+    up_front: float = 50.0
+    level: float = 0.0
+    at: float = 0.0
+
+    def admit(self, now: float) -> bool:
+        self.level = max(0.0, self.level - (now - self.at) * self.outflow)
+        self.at = now
+        return self.level + self.up_front <= self.high_water
+
+    def seconds_to_room(self) -> float:
+        return max(1.0, (self.level + self.up_front - self.high_water) / self.outflow)
+
+    def charge(self, cost: float) -> float:
+        """Add a request's cost; return what is left below the high-water mark."""
+        self.level += cost
+        return self.high_water - self.level
+
+
 @dataclass(frozen=True)
 class Dropped:
     """No response reached the client: the connection timed out or was reset. Whether the
@@ -45,6 +73,7 @@ class Services:
         self.world = world
         self.plan = plan
         self.canvas_throttle_status = canvas_throttle_status
+        self.buckets: dict[str, LeakyBucket] = {}
         self.log: list[LogEntry] = []
 
     def serve(
@@ -61,6 +90,8 @@ class Services:
         outcome: HttpResponse | Dropped
         if fault is FaultKind.TIMEOUT_BEFORE_COMMIT:
             outcome = Dropped("timeout")
+        elif fault is FaultKind.CONNECTION_RESET:
+            outcome = Dropped("reset")  # refused before the server saw it
         else:
             if fault is FaultKind.SLOW_RESPONSE:
                 self.world.clock.advance(5 + self.plan.source.draw(56))
@@ -78,27 +109,38 @@ class Services:
         if fault is FaultKind.TRANSIENT_5XX:
             return HttpResponse(503, TEXT_TYPE, "503 Service Unavailable")
         if fault is FaultKind.THROTTLE:
-            return self._throttled(service)
+            return self._throttled(service, None)
         if service is Service.CREDENTIALS:
             return _wire_copy(
                 CredentialsApi(self.world.credentials, self.world.tokens).handle(request)
             )
+        bucket = self.buckets.setdefault(request.bearer() or "", LeakyBucket())
+        if not bucket.admit(self.world.clock.now):
+            return self._throttled(service, bucket.seconds_to_room())
         canvas = self.world.canvas
         if fault is FaultKind.STALE_READ:
             canvas = canvas.replica()
         shift = 0
         if fault is FaultKind.PAGE_DRIFT:
             shift = (-1, 1)[self.plan.source.draw(2)]
-        return _wire_copy(CanvasApi(canvas, self.world.tokens).handle(request, page_shift=shift))
-
-    def _throttled(self, service: Service) -> HttpResponse:
-        retry_after = {"Retry-After": str(1 + self.plan.source.draw(30))}
-        if service is Service.CANVAS and self.canvas_throttle_status == 403:
-            return HttpResponse(403, {**TEXT_TYPE, **retry_after}, CANVAS_THROTTLE_TEXT)
-        body = "429 Too Many Requests (Rate Limit Exceeded)\n"
-        return HttpResponse(
-            429, {**TEXT_TYPE, **retry_after, "X-Rate-Limit-Remaining": "0.0"}, body
+        response = CanvasApi(canvas, self.world.tokens).handle(request, page_shift=shift)
+        rows = len(response.body) if isinstance(response.body, list) else 1
+        cost = 1.0 + 0.01 * rows  # what a query costs grows with what it returns
+        remaining = bucket.charge(cost)
+        rated = {"X-Request-Cost": f"{cost:.2f}", "X-Rate-Limit-Remaining": f"{remaining:.1f}"}
+        return _wire_copy(
+            HttpResponse(response.status, {**response.headers, **rated}, response.body)
         )
+
+    def _throttled(self, service: Service, wait: float | None) -> HttpResponse:
+        """The throttle answer, in Canvas's configured era's form (403 with a plain-text
+        body before Oct 2025, 429 since): no X-Request-Cost, and nothing remaining. A full
+        bucket says how long it needs; an injected throttle draws its wait."""
+        seconds = 1 + self.plan.source.draw(30) if wait is None else round(wait)
+        headers = {**TEXT_TYPE, "Retry-After": str(seconds), "X-Rate-Limit-Remaining": "0.0"}
+        if service is Service.CANVAS and self.canvas_throttle_status == 403:
+            return HttpResponse(403, headers, CANVAS_THROTTLE_TEXT)
+        return HttpResponse(429, headers, "429 Too Many Requests (Rate Limit Exceeded)\n")
 
     def _record(self, label: str, fault: FaultKind | None, status: int | None) -> None:
         self.log.append((self.world.clock.now, label, fault, status))

@@ -35,6 +35,9 @@ class Token:
     service: Service
     expires_at: float
     user_id: int | None = None
+    # Canvas scopes ("url:GET|/api/v1/courses/:course_id/enrollments") when the developer
+    # key that issued it is scoped; None means every route.
+    scopes: frozenset[str] | None = None
 
 
 @dataclass
@@ -64,13 +67,24 @@ class TokenStore:
         self._issued += 1
         return f"{service.value}-{kind}-{self._issued:06d}"
 
-    def issue(self, service: Service, user_id: int | None = None, ttl: float | None = None) -> str:
+    def issue(
+        self,
+        service: Service,
+        user_id: int | None = None,
+        ttl: float | None = None,
+        scopes: frozenset[str] | None = None,
+    ) -> str:
         """A new access token. ``ttl=None`` is the service's OAuth lifetime; a manually
-        generated Canvas token may never expire, so ``ttl=float("inf")`` is allowed."""
+        generated Canvas token may never expire, so ``ttl=float("inf")`` is allowed.
+        ``scopes`` limits a Canvas token to those routes, as a scoped developer key does."""
         value = self._next_value(service, "token")
         lifetime = service.ttl if ttl is None else ttl
-        self._tokens[value] = Token(value, service, self._clock.now + lifetime, user_id)
+        self._tokens[value] = Token(value, service, self._clock.now + lifetime, user_id, scopes)
         return value
+
+    def scopes_of(self, value: str | None) -> frozenset[str] | None:
+        token = self._tokens.get(value) if value is not None else None
+        return None if token is None else token.scopes
 
     def user_of(self, value: str | None) -> int | None:
         """The user a token acts as (``None`` for unknown and service tokens)."""

@@ -20,7 +20,12 @@ import httpx
 import pytest
 import requests
 from canvasapi import Canvas
-from canvasapi.exceptions import Forbidden, InvalidAccessToken, ResourceDoesNotExist
+from canvasapi.exceptions import (
+    Forbidden,
+    InvalidAccessToken,
+    ResourceDoesNotExist,
+    Unauthorized,
+)
 from canvasapi.paginated_list import PaginatedList
 from canvasapi.submission import Submission
 from canvasapi.user import User
@@ -184,6 +189,15 @@ def test_bad_token_and_missing_course(live: Live) -> None:
         Canvas(live.canvas_url, "not-a-token").get_course(COURSE_A)
     with pytest.raises(ResourceDoesNotExist):
         live.canvas.get_course(999)
+
+
+def test_a_token_without_the_scope_is_unauthorized_not_invalid(live: Live) -> None:
+    """canvasapi tells the two 401s apart by WWW-Authenticate: refreshing will not help."""
+    scopes = frozenset({"url:GET|/api/v1/courses/:course_id"})
+    token = live.world.tokens.issue(Service.CANVAS, scopes=scopes, ttl=math.inf)
+    course = Canvas(live.canvas_url, token).get_course(COURSE_A)
+    with pytest.raises(Unauthorized):
+        list(course.get_enrollments())
 
 
 def test_a_student_token_sees_only_its_own_courses(live: Live) -> None:

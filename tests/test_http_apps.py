@@ -575,20 +575,17 @@ def test_lost_response_commits_but_the_client_sees_no_answer(make_env: EnvFactor
     assert env.services.log[-1][2:] == (FaultKind.LOST_RESPONSE, 201)
 
 
-class ResettingServices(Services):
-    """Every request is answered with a reset connection (no fault kind produces one yet,
-    but ``Dropped`` allows it, so the apps must map it)."""
-
-    def serve(
-        self, service: Service, request: ApiRequest, label: str | None = None
-    ) -> HttpResponse | Dropped:
-        return Dropped("reset")
-
-
-def test_a_reset_is_an_httpx_read_error(make_env: EnvFactory) -> None:
-    env = make_env(services_class=ResettingServices)
+def test_a_connection_reset_is_an_httpx_read_error_and_applies_nothing(
+    make_env: EnvFactory,
+) -> None:
+    env = make_env(rates=only(FaultKind.CONNECTION_RESET))
     with pytest.raises(httpx.ReadError):
-        env.get("/api/v1/courses")
+        env.badgr(
+            "POST",
+            f"/v2/badgeclasses/{env.badge}/assertions",
+            json={"recipient": {"identity": "a@x.edu"}},
+        )
+    assert env.world.credentials.assertions_for(env.badge) == []
 
 
 # --------------------------------------------------------------------------- determinism
@@ -598,6 +595,7 @@ HEAVY = FaultRates(
     transient_5xx=80,
     throttle=80,
     timeout_before_commit=80,
+    connection_reset=80,
     lost_response=80,
     stale_read=80,
     page_drift=80,
@@ -681,6 +679,8 @@ def test_same_seed_same_fault_decisions_directly_and_over_asgi(
             )
         except httpx.TimeoutException:
             http_outcomes.append("timeout")
+        except httpx.ReadError:
+            http_outcomes.append("reset")
         else:
             http_outcomes.append(answer.status_code)
     decisions = [(t, fault, status) for t, _, fault, status in direct.services.log]

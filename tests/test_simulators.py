@@ -22,6 +22,7 @@ from simulators import (
     MemoryTransport,
     SeededChoices,
     Service,
+    Services,
     VirtualClock,
     World,
     iso,
@@ -880,6 +881,7 @@ def test_no_fault_round_trip() -> None:
         (FaultKind.TRANSIENT_5XX, Failure.TRANSIENT, Failure.AMBIGUOUS, False),
         (FaultKind.THROTTLE, Failure.THROTTLED, Failure.THROTTLED, False),
         (FaultKind.TIMEOUT_BEFORE_COMMIT, Failure.TRANSIENT, Failure.AMBIGUOUS, False),
+        (FaultKind.CONNECTION_RESET, Failure.TRANSIENT, Failure.AMBIGUOUS, False),
         (FaultKind.LOST_RESPONSE, Failure.TRANSIENT, Failure.AMBIGUOUS, True),
         (FaultKind.TOKEN_EXPIRY, Failure.AUTH, Failure.AUTH, False),
     ],
@@ -991,3 +993,55 @@ def test_same_seed_same_log() -> None:
     assert first == _scripted_run(11)
     assert any(entry[2] is not None for entry in first)  # seed 11's swarm injects faults
     assert first != _scripted_run(12)
+
+
+# --------------------------------------------------------------------------- throttling
+
+
+@pytest.mark.parametrize("status", [403, 429])
+def test_canvas_leaky_bucket_throttles_a_burst_and_recovers_as_it_drains(status: int) -> None:
+    world, _ = World.small(1)
+    services = Services(world, FaultPlan(FaultRates.none(), CountingChoices()), status)
+    token = world.tokens.issue(Service.CANVAS)
+    request = ApiRequest(
+        "GET",
+        "http://canvas.test/api/v1/courses/101/users?per_page=100",
+        {"Authorization": f"Bearer {token}"},
+    )
+    answers = []
+    for _ in range(600):  # all at one virtual instant: nothing drains
+        answer = services.serve(Service.CANVAS, request)
+        assert isinstance(answer, HttpResponse)
+        answers.append(answer)
+        if answer.status != 200:
+            break
+    ok, throttled = answers[:-1], answers[-1]
+    remaining = [float(a.headers["X-Rate-Limit-Remaining"]) for a in ok]
+    assert remaining == sorted(remaining, reverse=True) and remaining[-1] < 60
+    assert all(float(a.headers["X-Request-Cost"]) > 1 for a in ok)
+    assert throttled.status == status and "Rate Limit Exceeded" in str(throttled.body)
+    assert throttled.headers["X-Rate-Limit-Remaining"] == "0.0"
+    assert "X-Request-Cost" not in throttled.headers
+    wait = float(throttled.headers["Retry-After"])
+    world.clock.advance(wait)
+    again = services.serve(Service.CANVAS, request)
+    assert isinstance(again, HttpResponse) and again.status == 200
+    other = world.tokens.issue(Service.CANVAS)  # each token has its own quota
+    fresh = ApiRequest("GET", request.url, {"Authorization": f"Bearer {other}"})
+    answer = services.serve(Service.CANVAS, fresh)
+    assert isinstance(answer, HttpResponse) and answer.headers["X-Rate-Limit-Remaining"] != "0.0"
+
+
+def test_a_scoped_token_without_the_routes_scope_gets_401_without_www_authenticate() -> None:
+    world, _ = World.small(1)
+    scopes = frozenset({"url:GET|/api/v1/courses/:course_id/enrollments"})
+    token = world.tokens.issue(Service.CANVAS, scopes=scopes)
+    api, auth = CanvasApi(world.canvas, world.tokens), {"Authorization": f"Bearer {token}"}
+    allowed = api.handle(ApiRequest("GET", "http://c.test/api/v1/courses/101/enrollments", auth))
+    denied = api.handle(ApiRequest("GET", "http://c.test/api/v1/courses/101/users", auth))
+    assert allowed.status == 200
+    assert denied.status == 401 and denied.header("WWW-Authenticate") is None
+    assert denied.body == {"errors": [{"message": "Insufficient scopes on access token."}]}
+    world.tokens.expire(token)  # an expired token still says so, with the header
+    expired = api.handle(ApiRequest("GET", "http://c.test/api/v1/courses/101/users", auth))
+    assert expired.status == 401 and expired.header("WWW-Authenticate") is not None
