@@ -30,6 +30,7 @@ from simulators.invariants import SAFETY, Violation, check
 from simulators.serve import serve_forever
 from simulators.services import Services
 from simulators.world import World
+from simulators.worlds import WorldSpecError, load_world
 from sync_core import StateError
 
 FAULT_PROFILES = ("none", "swarm")
@@ -58,7 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument(
         "--host", default="127.0.0.1", help="bind address (default 127.0.0.1, loopback only)"
     )
-    serve.add_argument("--world", choices=("small",), default="small", help="default: small")
+    serve.add_argument(
+        "--world",
+        default="small",
+        metavar="small|semester|FILE",
+        help="small (3 courses, default), semester (12 courses), or a JSON/TOML world file",
+    )
     serve.add_argument("--seed", type=int, default=1, help="seeds the world and the faults")
     serve.add_argument("--faults", choices=FAULT_PROFILES, default="none", help="default: none")
     serve.add_argument(
@@ -94,9 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    """Serve ``World.small(seed)`` with its courses linked, so a client sees groups too."""
+    """Serve the chosen world with its courses linked, so a client sees groups too."""
     choices = SeededChoices(args.seed)
-    world, rules = World.small(args.seed)
+    try:
+        world, rules = load_world(args.world, args.seed)
+    except WorldSpecError as exc:
+        print(f"credsync serve: {exc}", file=sys.stderr)
+        return 2
     links = [world.link_course(course_id, r) for course_id, r in sorted(rules.items())]
     if args.links is not None:
         args.links.write_text(links_to_json(links), encoding="utf-8")

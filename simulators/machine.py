@@ -23,14 +23,9 @@ from simulators.faults import FaultPlan, FaultRates, HypothesisChoices
 from simulators.harness import Engine, Simulation
 from simulators.invariants import SAFETY, check
 from simulators.world import World
+from simulators.worlds import rules_for
 from sync_core import (
-    AssignmentScore,
-    AwardRule,
-    CourseCompleted,
-    CourseGrade,
-    ModuleCompleted,
     Policy,
-    QuizScore,
     SyncEngine,
 )
 
@@ -44,24 +39,6 @@ POLICY = Policy(
     watermark_overlap=300,
 )
 LIVE = ("active", "invited")
-
-
-def rules_for(world: World, course_id: int) -> tuple[AwardRule, ...]:
-    """Award rules over whatever the course has; a course with nothing gets a grade rule."""
-    canvas = world.canvas
-    rules: list[AwardRule] = [CourseGrade(f"c{course_id}-grade", 70.0)]
-    for a in canvas.assignments_in(course_id)[:3]:
-        if a.is_quiz_lti_assignment:
-            rules.append(QuizScore(f"c{course_id}-nq{a.id}", a.id, 60.0, new_quizzes=True))
-        elif a.quiz_id is not None:
-            rules.append(QuizScore(f"c{course_id}-q{a.quiz_id}", a.quiz_id, 60.0))
-        else:
-            rules.append(AssignmentScore(f"c{course_id}-a{a.id}", a.id, min_percent=80.0))
-    modules = canvas.modules_in(course_id)
-    if modules:
-        rules.append(ModuleCompleted(f"c{course_id}-m{modules[0].id}", modules[0].id))
-        rules.append(CourseCompleted(f"c{course_id}-done"))
-    return tuple(rules)
 
 
 class SyncMachine(RuleBasedStateMachine):
