@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from sync_core.wire import HttpResponse
+from sync_core.wire import HttpResponse, header
 
 Query = tuple[tuple[str, str], ...]
 
@@ -43,11 +43,7 @@ class ApiRequest:
         return tuple(unquote(s) for s in self.path.split("/") if s)
 
     def header(self, name: str) -> str | None:
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted:
-                return value
-        return None
+        return header(self.headers, name)
 
     def param(self, key: str) -> str | None:
         """A scalar parameter; Rails keeps the *last* of repeated values."""

@@ -61,12 +61,16 @@ class HttpResponse:
     body: object = None
 
     def header(self, name: str) -> str | None:
-        """Header names are case-insensitive in HTTP, and servers differ in spelling."""
-        wanted = name.lower()
-        for key, value in self.headers.items():
-            if key.lower() == wanted:
-                return value
-        return None
+        return header(self.headers, name)
+
+
+def header(headers: Mapping[str, str], name: str) -> str | None:
+    """Header names are case-insensitive in HTTP, and servers differ in spelling."""
+    wanted = name.lower()
+    for key, value in headers.items():
+        if key.lower() == wanted:
+            return value
+    return None
 
 
 def is_write(command: Command) -> bool:
