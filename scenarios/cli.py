@@ -68,6 +68,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--seed", type=int, default=1, help="seeds the world and the faults")
     serve.add_argument("--faults", choices=FAULT_PROFILES, default="none", help="default: none")
     serve.add_argument(
+        "--canvas-throttle",
+        type=int,
+        choices=(403, 429),
+        default=429,
+        help="how Canvas says 'throttled': 429 (since Oct 2025, default) or the older 403",
+    )
+    serve.add_argument(
         "--links",
         type=Path,
         help="write the courses' links (group, award rules) to this JSON "
@@ -111,7 +118,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if args.links is not None:
         args.links.write_text(links_to_json(links), encoding="utf-8")
     rates = FaultRates.swarm(choices) if args.faults == "swarm" else FaultRates.none()
-    services = Services(world, FaultPlan(rates, choices))
+    services = Services(world, FaultPlan(rates, choices), args.canvas_throttle)
     serve_forever(world, services, args.canvas_port, args.credentials_port, args.host, sys.stdout)
     return 0
 

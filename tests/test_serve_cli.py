@@ -62,3 +62,17 @@ def test_serve_announces_loopback_servers_that_answer_like_the_real_ones(
         data={"grant_type": "password", "username": username, "password": password},
     )
     assert grant.status_code == 200 and grant.json()["token_type"] == "Bearer"
+
+
+@pytest.mark.parametrize(("args", "status"), [([], 429), (["--canvas-throttle", "403"], 403)])
+def test_serve_passes_the_canvas_throttle_form_and_links_every_course(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], status: int
+) -> None:
+    import scenarios.cli as cli
+
+    served: list[object] = []
+    monkeypatch.setattr(cli, "serve_forever", lambda *a: served.append(a))
+    assert cli.main(["serve", "--world", "semester", *args]) == 0
+    (world, services, canvas_port, credentials_port, host, _out) = served[0]  # type: ignore[misc]
+    assert services.canvas_throttle_status == status and host == "127.0.0.1"
+    assert (canvas_port, credentials_port) == (0, 0) and len(world.links) == 12
