@@ -17,10 +17,6 @@ def _pick(choices: ChoiceSource, options: list[int]) -> int | None:
     return sorted(options)[choices.draw(len(options))] if options else None
 
 
-def _open_courses(world: World) -> list[int]:
-    return [c.id for c in world.canvas.courses.values() if c.workflow_state == "available"]
-
-
 def _students(world: World, course_id: int) -> list[int]:
     return [
         e.user_id
@@ -30,7 +26,9 @@ def _students(world: World, course_id: int) -> list[int]:
 
 
 def grade(world: World, choices: ChoiceSource) -> str | None:
-    course_id = _pick(choices, [c for c in _open_courses(world) if world.canvas.assignments_in(c)])
+    course_id = _pick(
+        choices, [c for c in world.canvas.open_courses() if world.canvas.assignments_in(c)]
+    )
     if course_id is None:
         return None
     assignment_id = _pick(choices, [a.id for a in world.canvas.assignments_in(course_id)])
@@ -44,7 +42,7 @@ def grade(world: World, choices: ChoiceSource) -> str | None:
 
 
 def enroll(world: World, choices: ChoiceSource) -> str | None:
-    course_id = _pick(choices, _open_courses(world))
+    course_id = _pick(choices, world.canvas.open_courses())
     if course_id is None:
         return None
     serial = len(world.canvas.users) + 1
@@ -54,12 +52,11 @@ def enroll(world: World, choices: ChoiceSource) -> str | None:
 
 
 def drop(world: World, choices: ChoiceSource) -> str | None:
+    open_courses = set(world.canvas.open_courses())
     live = [
         e.id
         for e in world.canvas.enrollments.values()
-        if e.type == "StudentEnrollment"
-        and e.state == "active"
-        and world.canvas.courses[e.course_id].workflow_state == "available"
+        if e.type == "StudentEnrollment" and e.state == "active" and e.course_id in open_courses
     ]
     enrollment_id = _pick(choices, live)
     if enrollment_id is None:

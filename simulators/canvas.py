@@ -282,6 +282,10 @@ class Canvas:
         """Every submission row of the course, in id order (rows are never removed)."""
         return self._course_submissions.get(course_id, [])
 
+    def open_courses(self) -> list[int]:
+        """Courses that still take enrolments and work: published, not concluded or deleted."""
+        return [c.id for c in self.courses.values() if c.workflow_state == "available"]
+
     def live_course(self, course_id: int) -> Course | None:
         """The course unless unknown or deleted: Canvas's API answers 404 for both."""
         course = self.courses.get(course_id)

@@ -70,9 +70,6 @@ class SyncMachine(RuleBasedStateMachine):
     def _pick(self, data: st.DataObject, options: list[int]) -> int:
         return data.draw(st.sampled_from(sorted(options)))
 
-    def _open_courses(self) -> list[int]:
-        return [c.id for c in self.world.canvas.courses.values() if c.workflow_state == "available"]
-
     def _new_user(self, data: st.DataObject) -> int:
         self.users_made += 1
         email = data.draw(st.sampled_from(["lower", "Mixed", "none"]))
@@ -94,7 +91,7 @@ class SyncMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def link_course(self, data: st.DataObject) -> None:
-        unlinked = [c for c in self._open_courses() if c not in self.world.links]
+        unlinked = [c for c in self.world.canvas.open_courses() if c not in self.world.links]
         if not unlinked:
             return
         self._use(data)
@@ -116,7 +113,7 @@ class SyncMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), state=st.sampled_from(LIVE), new=st.booleans())
     def enroll(self, data: st.DataObject, state: str, new: bool) -> None:
-        courses = self._open_courses()
+        courses = self.world.canvas.open_courses()
         if not courses:
             return
         course_id = self._pick(data, courses)
@@ -128,14 +125,14 @@ class SyncMachine(RuleBasedStateMachine):
     @rule(data=st.data(), count=st.integers(2, 12))
     def sis_bulk_enroll(self, data: st.DataObject, count: int) -> None:
         """An SIS import: many students at once, the case the original sync missed."""
-        courses = self._open_courses()
+        courses = self.world.canvas.open_courses()
         if courses:
             course_id = self._pick(data, courses)
             for _ in range(count):
                 self.world.canvas.enroll(self._new_user(data), course_id)
 
     def _enrollments(self, states: tuple[str, ...]) -> list[int]:
-        open_courses = set(self._open_courses())
+        open_courses = set(self.world.canvas.open_courses())
         return [
             e.id
             for e in self.world.canvas.enrollments.values()
@@ -156,7 +153,7 @@ class SyncMachine(RuleBasedStateMachine):
 
     @rule(data=st.data())
     def conclude_course(self, data: st.DataObject) -> None:
-        courses = self._open_courses()
+        courses = self.world.canvas.open_courses()
         if courses:
             self.world.canvas.conclude_course(self._pick(data, courses))
 
@@ -164,7 +161,7 @@ class SyncMachine(RuleBasedStateMachine):
 
     @rule(data=st.data(), kind=st.sampled_from(["assignment", "classic quiz", "new quiz"]))
     def create_work(self, data: st.DataObject, kind: str) -> None:
-        courses = self._open_courses()
+        courses = self.world.canvas.open_courses()
         if not courses:
             return
         course_id = self._pick(data, courses)
@@ -177,7 +174,9 @@ class SyncMachine(RuleBasedStateMachine):
             canvas.create_new_quiz(course_id, "New quiz", 10.0)
 
     def _graded_work(self, data: st.DataObject) -> tuple[int, int, int] | None:
-        courses = [c for c in self._open_courses() if self.world.canvas.assignments_in(c)]
+        courses = [
+            c for c in self.world.canvas.open_courses() if self.world.canvas.assignments_in(c)
+        ]
         if not courses:
             return None
         course_id = self._pick(data, courses)
