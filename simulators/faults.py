@@ -36,6 +36,10 @@ class FaultKind(Enum):
 _CANVAS_READ_ONLY = frozenset({FaultKind.STALE_READ, FaultKind.PAGE_DRIFT})
 
 
+TARGETS = ("canvas-read", "credentials-read", "award", "member", "leaderboard")
+"""What a request does, as fault targets name it: the same whichever transport carries it."""
+
+
 class ChoiceSource(Protocol):
     def draw(self, n: int) -> int:
         """A uniform choice in ``[0, n)``."""
@@ -60,6 +64,34 @@ class HypothesisChoices:
 
     def draw(self, n: int) -> int:
         return self._data.draw(st.integers(0, n - 1))
+
+
+class ScriptedChoices:
+    """Replays the draws a recorded run made (see ``simulators.machine.RecordingChoices``),
+    so a counterexample found by Hypothesis runs again with exactly its faults."""
+
+    def __init__(self, draws: list[int]) -> None:
+        self._draws = list(draws)
+        self._next = 0
+
+    def draw(self, n: int) -> int:
+        if self._next >= len(self._draws):
+            raise ScriptExhausted(
+                f"the recorded fault draws ran out after {len(self._draws)}: the run went "
+                "differently from the recording (was its timeline edited? then remove 'draws')"
+            )
+        value = self._draws[self._next]
+        self._next += 1
+        if not 0 <= value < n:
+            raise ScriptExhausted(
+                f"recorded draw {self._next} is {value}, outside [0, {n}): the run went "
+                "differently from the recording"
+            )
+        return value
+
+
+class ScriptExhausted(RuntimeError):
+    """A scripted run asked for a draw its recording does not have."""
 
 
 @dataclass(frozen=True)
@@ -109,11 +141,16 @@ class FaultPlan:
         self.rates = rates
         self.source = source
         self.enabled = enabled
+        # Request targets (see TARGETS) the faults hit; None means every request. Scenarios
+        # use it to fault, say, only award POSTs.
+        self.only: frozenset[str] | None = None
 
     def heal(self) -> None:
         self.enabled = False
 
-    def decide(self, is_write: bool, is_canvas_read: bool) -> FaultKind | None:
+    def decide(
+        self, is_write: bool, is_canvas_read: bool, target: str | None = None
+    ) -> FaultKind | None:
         """At most one fault for this request, from a single draw.
 
         The draw's range starts with "no fault" and then gives each applicable kind a
@@ -123,7 +160,7 @@ class FaultPlan:
         shrinks draws towards zero, shrinks a failure towards fewer faults. Kinds that
         are off or do not apply take no slice; when none is left, nothing is drawn.
         """
-        if not self.enabled:
+        if not self.enabled or (self.only is not None and target not in self.only):
             return None
         kinds = [
             (kind, self.rates.rate(kind))

@@ -64,7 +64,7 @@ class TraceEntry:
     """One line of the run's history, for replay checks and human-readable reports."""
 
     at: float
-    kind: str  # "link" | "tick" | "command" | "answer" | "crash" | "update-now" | "heal"
+    kind: str  # "link" | "activity" | "fault" | "command" | "crash" | "update-now" | "heal"
     course_id: int | None
     detail: str
 
@@ -90,6 +90,7 @@ class Simulation:
         self.max_tick = max_tick
         self.trace: list[TraceEntry] = []
         self.crashes = 0
+        self.judged: list[tuple[float, str, Violation]] = []
         self._feed(Tick(self.now))  # an adapter starts by telling the engine the time
 
     @property
@@ -141,9 +142,17 @@ class Simulation:
                 queue = deque(self.engine.handle(Tick(self.now)))
                 continue
             command = queue.popleft()
+            served = len(self.transport.log)
             answer = self.transport.execute(command)
+            for _at, label, fault, _status in self.transport.log[served:]:
+                if fault is not None:
+                    self._log("fault", command.course_id, f"{fault.value} on {label}")
             self._log("command", command.course_id, _describe(command, answer))
             queue.extend(self.engine.handle(answer))
+
+    def note(self, course_id: int | None, detail: str) -> None:
+        """Record something that happened in the world (Canvas activity, a fault setting)."""
+        self._log("activity", course_id, detail)
 
     def _log(self, kind: str, course_id: int | None, detail: str) -> None:
         self.trace.append(TraceEntry(self.now, kind, course_id, detail))
@@ -170,12 +179,18 @@ class Simulation:
         linked = sorted(self.world.links)
         if linked:
             self.update_now(linked[0])
-            violations += update_now_repairs(self.view(), linked[0])
+            violations += self._judged("liveness", update_now_repairs(self.view(), linked[0]))
         bound = self.policy.freshness_bound()
         self.advance(bound)
-        violations += course_freshness(self.view(), since=healed_at, bound=bound)
+        fresh = course_freshness(self.view(), since=healed_at, bound=bound)
+        violations += self._judged("liveness", fresh)
         self.advance(2 * self.policy.poll_interval)
-        violations += check(self.view(), QUIESCENCE)
+        violations += self._judged("quiescence", check(self.view(), QUIESCENCE))
+        return violations
+
+    def _judged(self, phase: str, violations: list[Violation]) -> list[Violation]:
+        """Keep when and in which phase each violation was found, for reports."""
+        self.judged += [(self.now, phase, v) for v in violations]
         return violations
 
 

@@ -82,7 +82,8 @@ class Services:
         """Answer one API request (never a token grant: those are not faulted), with
         whatever fault the plan decides for it. ``label`` names it in the log."""
         is_write = request.method.upper() != "GET"
-        fault = self.plan.decide(is_write, service is Service.CANVAS and not is_write)
+        target = _target(service, request)
+        fault = self.plan.decide(is_write, service is Service.CANVAS and not is_write, target)
         if fault is FaultKind.TOKEN_EXPIRY:
             token = request.bearer()
             if token is not None:
@@ -144,6 +145,15 @@ class Services:
 
     def _record(self, label: str, fault: FaultKind | None, status: int | None) -> None:
         self.log.append((self.world.clock.now, label, fault, status))
+
+
+def _target(service: Service, request: ApiRequest) -> str:
+    """The request's :data:`~simulators.faults.TARGETS` name, from its method and path."""
+    if request.method.upper() == "GET":
+        return "canvas-read" if service is Service.CANVAS else "credentials-read"
+    if request.path.endswith("/leaderboard"):
+        return "leaderboard"
+    return "member" if "/members/" in request.path else "award"
 
 
 def _wire_copy(response: HttpResponse) -> HttpResponse:

@@ -104,10 +104,10 @@ def read_specs(path: Path) -> tuple[CourseSpec, ...]:
     courses = data.get("courses") if isinstance(data, dict) else None
     if not isinstance(courses, list) or not courses:
         raise WorldSpecError(f'{path}: expected {{"courses": [...]}} with at least one course')
-    return tuple(_course_spec(entry, f"{path}: course {i}") for i, entry in enumerate(courses))
+    return tuple(course_spec(entry, f"{path}: course {i}") for i, entry in enumerate(courses))
 
 
-def _course_spec(entry: object, where: str) -> CourseSpec:
+def course_spec(entry: object, where: str) -> CourseSpec:
     if not isinstance(entry, Mapping):
         raise WorldSpecError(f"{where}: expected an object")
     known = {f.name: f for f in fields(CourseSpec)}
