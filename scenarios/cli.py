@@ -23,6 +23,7 @@ from adapter.links import LinksError, links_to_json, load_links
 from adapter.runner import RoundEnded, apply_links, load_engine, run_sync
 from adapter.summary import summary
 from adapter.tokens import OAuthToken
+from scenarios.qa import add_commands, dispatch
 from simulators.activity import random_activity
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
 from simulators.harness import Simulation
@@ -96,7 +97,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     sync.add_argument("--once", action="store_true", help="one round per course, then exit")
     sync.add_argument("--state", type=Path, metavar="FILE", help="durable engine state")
+    add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in ("scenario", "replay", "fuzz"):
+        return dispatch(args)
     if args.command == "serve":
         return run_serve(args)
     if args.command == "sync":

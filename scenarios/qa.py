@@ -1,0 +1,495 @@
+"""The QA commands: ``credsync scenario list|run|check``, ``credsync replay`` and
+``credsync fuzz``.
+
+Each prints for people by default and JSON with ``--json``; long runs show a progress bar on
+standard error. Exit codes: 0 when the verdict is as it should be, 1 when an invariant broke
+(or the ``check`` matrix is not as expected), 2 for bad input (an unknown scenario, a bad
+file), 3 when a replay diverged from its recording.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.stateful import run_state_machine_as_test
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from scenarios.report import render_html
+from scenarios.scenario import (
+    ENGINES,
+    SYMPTOMS,
+    TRANSPORTS,
+    Run,
+    Scenario,
+    ScenarioError,
+    builtin,
+    load,
+    offset,
+    run,
+)
+from simulators.machine import SyncMachine
+
+TRACE_FORMAT = "credsync-trace/1"
+_VIOLATION = re.compile(r"^([a-z-]+) broken in course", re.MULTILINE)
+
+
+def add_commands(commands: Any) -> None:
+    """Add ``scenario``, ``replay`` and ``fuzz`` to the ``credsync`` parser."""
+    scenario = commands.add_parser("scenario", help="named QA scenarios: list, run, check")
+    verbs = scenario.add_subparsers(dest="verb", required=True)
+    listing = verbs.add_parser("list", help="the built-in scenarios, one line each")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    play = verbs.add_parser("run", help="run scenarios; exit 1 when an invariant breaks")
+    play.add_argument("names", nargs="*", metavar="NAME|FILE", help="built-in name or TOML file")
+    play.add_argument("--all", action="store_true", help="every built-in scenario")
+    play.add_argument("--engine", choices=sorted(ENGINES), default="core")
+    play.add_argument("--seed", type=int, help="override the scenario's seed")
+    play.add_argument("--transport", choices=list(TRANSPORTS), default="memory")
+    play.add_argument("--report", type=Path, metavar="FILE.html", help="write an HTML report")
+    play.add_argument("--trace", type=Path, metavar="FILE.jsonl", help="record for replay")
+    play.add_argument("--json", action="store_true", help="machine-readable output")
+    matrix = verbs.add_parser(
+        "check", help="every scenario against both engines, as a matrix; exit 0 when as expected"
+    )
+    matrix.add_argument("--transport", choices=list(TRANSPORTS), default="memory")
+    matrix.add_argument("--json", action="store_true", help="machine-readable output")
+    replay = commands.add_parser("replay", help="re-run a recorded trace and compare")
+    replay.add_argument("trace", type=Path, metavar="FILE.jsonl")
+    replay.add_argument("--json", action="store_true", help="machine-readable output")
+    fuzz = commands.add_parser(
+        "fuzz", help="run the stateful machine; write a failure as a scenario file"
+    )
+    fuzz.add_argument("--engine", choices=sorted(ENGINES), default="core")
+    fuzz.add_argument("--minutes", type=float, default=1.0, help="wall-clock budget (default 1)")
+    fuzz.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    fuzz.add_argument(
+        "--out",
+        type=Path,
+        metavar="FILE.toml",
+        help="where to write a counterexample (default: fuzz-<engine>-<seed>.toml)",
+    )
+    fuzz.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "replay":
+            return replay_command(args)
+        if args.command == "fuzz":
+            return fuzz_command(args)
+        if args.verb == "list":
+            return list_command(args)
+        if args.verb == "run":
+            return run_command(args)
+        return check_command(args)
+    except ScenarioError as exc:
+        print(f"credsync {args.command}: {exc}", file=sys.stderr)
+        return 2
+
+
+# -- scenario list ------------------------------------------------------------------------
+
+
+def list_command(args: argparse.Namespace) -> int:
+    scenarios = [load(name) for name in sorted(builtin())]
+    if args.json:
+        rows = [
+            {
+                "name": s.name,
+                "symptom": s.symptom,
+                "description": s.description,
+                "expect": sorted(s.expect),
+            }
+            for s in scenarios
+        ]
+        print(json.dumps(rows, indent=2))
+        return 0
+    table = Table(title="credsync scenarios")
+    for column in ("name", "symptom", "description"):
+        table.add_column(column)
+    for s in scenarios:
+        symptom = "-" if s.symptom is None else f"{s.symptom}: {SYMPTOMS[s.symptom]}"
+        table.add_row(s.name, symptom, s.description)
+    Console().print(table)
+    return 0
+
+
+# -- scenario run -------------------------------------------------------------------------
+
+
+def run_command(args: argparse.Namespace) -> int:
+    names = sorted(builtin()) if args.all else args.names
+    if not names:
+        raise ScenarioError("name a scenario (credsync scenario list) or pass --all")
+    scenarios = [load(name) for name in names]
+    results = []
+    console = Console(stderr=True)
+    for scenario in scenarios:
+        with _progress(console, f"{scenario.name} ({args.engine})", len(scenario.timeline)) as step:
+            result = run(scenario, args.engine, args.seed, args.transport, on_step=step)
+        results.append(result)
+        suffix = "" if len(scenarios) == 1 else f"-{scenario.name}"
+        if args.report is not None:
+            _with_suffix(args.report, suffix).write_text(
+                render_html(result.record()), encoding="utf-8"
+            )
+        if args.trace is not None:
+            write_trace(_with_suffix(args.trace, suffix), result)
+    if args.json:
+        print(json.dumps([_summary(r) for r in results], indent=2))
+    else:
+        for result in results:
+            for line in explain(result):
+                print(line)
+    return 1 if any(r.verdict == "FAIL" for r in results) else 0
+
+
+def _with_suffix(path: Path, suffix: str) -> Path:
+    return path.with_name(f"{path.stem}{suffix}{path.suffix}")
+
+
+def _summary(result: Run) -> dict[str, Any]:
+    record = result.record()
+    del record["trace"]
+    return record
+
+
+def explain(result: Run) -> list[str]:
+    """The verdict in words: which invariant broke, for whom, when and after what."""
+    head = (
+        f"{result.scenario.name} ({result.engine} engine, seed {result.seed}, {result.transport})"
+    )
+    if result.verdict == "PASS":
+        return [f"PASS {head}: every invariant holds"]
+    lines = [f"FAIL {head}"]
+    if result.error is not None:
+        lines.append(f"  the run stopped: {result.error}")
+    firsts = [f for name in result.broken if (f := result.first(name)) is not None]
+    for first in sorted(firsts, key=lambda f: f.at):
+        name, v = first.violation.invariant, first.violation
+        who = "" if v.user_id is None else f", user {v.user_id}"
+        when = datetime.fromtimestamp(first.at, tz=UTC).strftime("%Y-%m-%d %H:%M:%S")
+        lines.append(
+            f"  {name} broken for course {v.course_id}{who} at "
+            f"{offset(first.at - result.started_at)} (virtual {when} UTC, {first.phase}): "
+            f"{v.detail}"
+        )
+        faults = result.faults_before(first.at, v.course_id, limit=3)
+        lines.append(f"    after faults: {'; '.join(faults) if faults else 'none'}")
+    return lines
+
+
+@contextmanager
+def _progress(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} actions"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=total)
+        yield lambda i: progress.update(task, completed=i + 1)
+
+
+# -- scenario check -----------------------------------------------------------------------
+
+
+def check_command(args: argparse.Namespace) -> int:
+    scenarios = [load(name) for name in sorted(builtin())]
+    rows = []
+    console = Console(stderr=True)
+    for scenario in scenarios:
+        runs = {}
+        for engine in ("legacy", "core"):
+            with _progress(console, f"{scenario.name} ({engine})", len(scenario.timeline)) as step:
+                runs[engine] = run(scenario, engine, None, args.transport, on_step=step)
+        legacy, core = runs["legacy"], runs["core"]
+        ok = scenario.expect <= legacy.broken and legacy.error is None and core.verdict == "PASS"
+        rows.append((scenario, legacy, core, ok))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "scenario": s.name,
+                        "symptom": s.symptom,
+                        "expect": sorted(s.expect),
+                        "legacy": sorted(legacy.broken),
+                        "core": sorted(core.broken),
+                        "core_error": core.error,
+                        "as_expected": ok,
+                    }
+                    for s, legacy, core, ok in rows
+                ],
+                indent=2,
+            )
+        )
+    else:
+        _print_matrix(rows)
+    return 0 if all(ok for *_, ok in rows) else 1
+
+
+def _print_matrix(rows: list[tuple[Scenario, Run, Run, bool]]) -> None:
+    table = Table(
+        title="credsync scenario check: invariants broken by each engine",
+        caption="legacy must break what each scenario expects; the core must hold everything",
+    )
+    for column in ("scenario", "symptom", "expected of legacy", "legacy", "core", ""):
+        table.add_column(column)
+    for scenario, legacy, core, ok in rows:
+        shown = []
+        for name in sorted(legacy.broken):
+            mark = "[bold red]" if name in scenario.expect else "[red]"
+            shown.append(f"{mark}✗ {name}[/]")
+        for name in sorted(scenario.expect - legacy.broken):
+            shown.append(f"[yellow]✓ {name} (expected broken)[/]")
+        core_cell = (
+            "[green]✓ all hold[/]"
+            if core.verdict == "PASS"
+            else "\n".join(f"[red]✗ {n}[/]" for n in sorted(core.broken))
+            + (f"\n[red]{core.error}[/]" if core.error else "")
+        )
+        table.add_row(
+            scenario.name,
+            "-" if scenario.symptom is None else str(scenario.symptom),
+            "\n".join(sorted(scenario.expect)) or "-",
+            "\n".join(shown) or "[green]✓ all hold[/]",
+            core_cell,
+            "[green]as expected[/]" if ok else "[bold red]NOT as expected[/]",
+        )
+    console = Console()
+    console.print(table)
+    failed = [s.name for s, *_, ok in rows if not ok]
+    if failed:
+        console.print(f"[bold red]NOT as expected:[/] {', '.join(failed)}")
+    else:
+        console.print(
+            f"[green]as expected:[/] the legacy engine reproduces every known symptom "
+            f"and the core holds every invariant in all {len(rows)} scenarios"
+        )
+
+
+# -- traces and replay ----------------------------------------------------------------------
+
+
+def write_trace(path: Path, result: Run) -> None:
+    """A JSON-lines recording: a header that can re-run the scenario, every trace entry,
+    and the verdict."""
+    record = result.record()
+    header = {
+        "format": TRACE_FORMAT,
+        "scenario": result.scenario.source,
+        "engine": result.engine,
+        "seed": result.seed,
+        "transport": result.transport,
+    }
+    verdict = {
+        "verdict": record["verdict"],
+        "error": record["error"],
+        "violations": record["violations"],
+    }
+    with path.open("w", encoding="utf-8") as out:
+        out.write(json.dumps(header) + "\n")
+        for entry in record["trace"]:
+            out.write(json.dumps(entry) + "\n")
+        out.write(json.dumps(verdict) + "\n")
+
+
+def replay_command(args: argparse.Namespace) -> int:
+    try:
+        lines = [json.loads(line) for line in args.trace.read_text(encoding="utf-8").splitlines()]
+    except OSError as exc:
+        raise ScenarioError(f"{args.trace}: cannot read: {exc.strerror}") from exc
+    except ValueError as exc:
+        raise ScenarioError(f"{args.trace}: not a JSON-lines trace: {exc}") from exc
+    if len(lines) < 2 or not isinstance(lines[0], dict) or lines[0].get("format") != TRACE_FORMAT:
+        raise ScenarioError(f"{args.trace}: not a credsync trace (no {TRACE_FORMAT} header)")
+    header, recorded, verdict = lines[0], lines[1:-1], lines[-1]
+    scenario = Scenario.from_dict(header["scenario"], f"{args.trace}: scenario")
+    if header.get("engine") not in ENGINES or header.get("transport") not in TRANSPORTS:
+        raise ScenarioError(f"{args.trace}: unknown engine or transport in the header")
+    result = run(scenario, header["engine"], header["seed"], header["transport"])
+    record = result.record()
+    divergence = next(
+        (
+            (i, want, got)
+            for i, (want, got) in enumerate(zip(recorded, record["trace"], strict=False))
+            if want != got
+        ),
+        None,
+    )
+    if divergence is None and len(recorded) != len(record["trace"]):
+        n = min(len(recorded), len(record["trace"]))
+        divergence = (n, recorded[n : n + 1], record["trace"][n : n + 1])
+    same_verdict = (
+        verdict.get("verdict") == record["verdict"]
+        and verdict.get("violations") == record["violations"]
+    )
+    same = divergence is None and same_verdict
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "trace": str(args.trace),
+                    "entries": len(recorded),
+                    "identical": same,
+                    "divergence": None if divergence is None else list(divergence),
+                    "recorded_verdict": verdict.get("verdict"),
+                    **_summary(result),
+                },
+                indent=2,
+            )
+        )
+    else:
+        if divergence is not None:
+            i, want, got = divergence
+            print(f"DIVERGED at trace entry {i}: recorded {want}, replay gave {got}")
+        elif not same_verdict:
+            print("the trace is identical, but the verdict differs from the recording")
+        else:
+            print(f"replayed {len(recorded)} trace entries: identical to the recording")
+        for line in explain(result):
+            print(line)
+        print(f"recorded verdict: {verdict.get('verdict')}; replay verdict: {record['verdict']}")
+    if not same:
+        return 3
+    return 1 if result.verdict == "FAIL" else 0
+
+
+# -- fuzz -----------------------------------------------------------------------------------
+
+
+def fuzz_command(args: argparse.Namespace) -> int:
+    """Run the state machine in batches of examples until the budget is spent or it fails.
+
+    Each batch has its own Hypothesis seed derived from ``--seed``, so a run is repeatable
+    batch by batch (how far it gets in the budget depends on the machine's speed). On a
+    failure Hypothesis shrinks it, and the shrunk run, which it replays last, is written as
+    a scenario file and run once more to confirm it reproduces."""
+    new_engine, restore_engine = ENGINES[args.engine]
+    counted: list[int] = [0]
+
+    class Fuzzed(SyncMachine):
+        def teardown(self) -> None:
+            counted[0] += 1
+            super().teardown()
+
+    Fuzzed.new_engine = new_engine  # type: ignore[assignment]
+    Fuzzed.restore_engine = restore_engine  # type: ignore[assignment]
+    Fuzzed.__name__ = f"{args.engine.capitalize()}Machine"
+    budget = settings(
+        max_examples=25,
+        stateful_step_count=40,
+        deadline=None,
+        database=None,
+        derandomize=False,
+        report_multiple_bugs=False,
+        phases=[Phase.generate, Phase.target, Phase.shrink],
+        suppress_health_check=list(HealthCheck),
+    )
+    end = time.monotonic() + 60 * args.minutes
+    failure: AssertionError | None = None
+    batch = 0
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn(f"fuzzing the {args.engine} engine"),
+        BarColumn(),
+        TextColumn("{task.fields[examples]} examples"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task("fuzz", total=60 * args.minutes, examples=0)
+        started = time.monotonic()
+        while time.monotonic() < end:
+            machine = hypothesis_seed(args.seed * 100_003 + batch)(Fuzzed)
+            batch += 1
+            try:
+                run_state_machine_as_test(machine, settings=budget)
+            except AssertionError as exc:
+                failure = exc
+                break
+            finally:
+                elapsed = time.monotonic() - started
+                progress.update(task, completed=elapsed, examples=counted[0])
+    summary: dict[str, Any] = {
+        "engine": args.engine,
+        "seed": args.seed,
+        "examples": counted[0],
+        "found": failure is not None,
+    }
+    if failure is None:
+        summary["message"] = "no invariant broke within the budget"
+        _say(args, summary, [f"{counted[0]} examples, no invariant broke: nothing to write"])
+        return 0
+    recording = Fuzzed.last_run
+    assert recording is not None
+    broken = sorted(set(_VIOLATION.findall(str(failure))))
+    out = args.out or Path(f"fuzz-{args.engine}-{args.seed}.toml")
+    scenario_data = {
+        "name": out.stem,
+        "description": f"found by credsync fuzz --engine {args.engine} --seed {args.seed}: "
+        + ", ".join(broken),
+        "seed": recording["seed"],
+        "world": recording["world"],
+        "expect": broken,
+        "policy": recording["policy"],
+        "faults": {**recording["faults"], "draws": recording["draws"]},  # type: ignore[dict-item]
+        "timeline": recording["timeline"],
+    }
+    comment = (
+        f"# A counterexample found by `credsync fuzz --engine {args.engine} --seed {args.seed}`\n"
+        f"# and shrunk by Hypothesis to {len(recording['timeline'])} actions "  # type: ignore[arg-type]
+        "(plus the faults in\n# [faults]: the rates it drew, and every fault decision "
+        "in `draws`, replayed in order).\n"
+        f"# Run it: credsync scenario run {out} --engine {args.engine}\n"
+        "# What Hypothesis reported:\n"
+        + "".join(f"#   {line}\n" for line in str(failure).splitlines()[:12])
+    )
+    out.write_text(comment + tomli_w.dumps(scenario_data), encoding="utf-8")
+    confirm = run(load(str(out)), args.engine)
+    summary.update(
+        {
+            "broken": broken,
+            "scenario_file": str(out),
+            "actions": len(recording["timeline"]),  # type: ignore[arg-type]
+            "reproduces": set(broken) <= confirm.broken,
+        }
+    )
+    lines = [
+        f"{counted[0]} examples; Hypothesis found and shrank a failure: {', '.join(broken)}",
+        *[f"  {line}" for line in str(failure).splitlines()[:6]],
+        f"wrote {out} ({summary['actions']} actions); "
+        + (
+            "running it again reproduces the failure"
+            if summary["reproduces"]
+            else "WARNING: running it again did not reproduce the failure"
+        ),
+        f"run it: credsync scenario run {out} --engine {args.engine}",
+    ]
+    _say(args, summary, lines)
+    return 1
+
+
+def _say(args: argparse.Namespace, summary: dict[str, Any], lines: list[str]) -> None:
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for line in lines:
+            print(line)
