@@ -104,7 +104,7 @@ class Scenario:
     seed: int
     world: str | tuple[Mapping[str, Any], ...]
     link: str | tuple[int, ...]
-    expect: frozenset[str]
+    expect: tuple[str, ...]  # in the file's order: the symptom's own invariant first
     faults: Mapping[str, Any]
     policy: Mapping[str, Any]
     timeline: tuple[Mapping[str, Any], ...]
@@ -174,12 +174,18 @@ class Scenario:
             seed=seed,
             world=world,
             link="all" if link == "all" else tuple(link),
-            expect=frozenset(expect),
+            expect=tuple(dict.fromkeys(expect)),
             faults=dict(faults),
             policy=dict(policy),
             timeline=tuple(dict(a) for a in timeline),
             source=dict(data),
         )
+
+
+def ordered(names: list[str]) -> list[Scenario]:
+    """Scenarios loaded, known symptoms first in their order, then the rest by name."""
+    loaded = [load(name) for name in names]
+    return sorted(loaded, key=lambda s: (s.symptom is None, s.symptom or 0, s.name))
 
 
 def builtin() -> dict[str, Path]:
@@ -240,7 +246,7 @@ class Run:
     def first(self, invariant: str) -> Found | None:
         return next((f for f in self.found if f.violation.invariant == invariant), None)
 
-    def faults_before(self, at: float, course_id: int | None = None, limit: int = 8) -> list[str]:
+    def faults_before(self, at: float, course_id: int | None = None, limit: int = 5) -> list[str]:
         """The last faults and crashes up to ``at``: of that course (and world-wide ones)
         when one is named."""
         faults = [
@@ -300,7 +306,7 @@ class Run:
             "transport": self.transport,
             "verdict": self.verdict,
             "error": self.error,
-            "expect": sorted(self.scenario.expect),
+            "expect": list(self.scenario.expect),
             "started_at": self.started_at,
             "ended_at": self.sim.now,
             "invariants": invariants,

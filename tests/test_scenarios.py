@@ -1,0 +1,262 @@
+"""Scenario files, the QA commands and replay: what QA runs, end to end."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis.stateful import run_state_machine_as_test
+
+from scenarios.cli import main
+from scenarios.scenario import INVARIANTS, Scenario, ScenarioError, builtin, load, run
+from simulators.machine import SyncMachine
+
+SMALL = """
+name = "tiny"
+description = "one grade, then an hour"
+seed = 2
+link = [101, 103]
+expect = ["earned-implies-awarded"]
+
+[faults]
+transient_5xx = 1000
+on = ["award"]
+
+[[timeline]]
+do = "grade"
+course = 101
+assignment = 7001
+user = 1003
+percent = 100
+
+[[timeline]]
+do = "wait"
+hours = 1
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "tiny.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_every_builtin_scenario_loads_and_names_known_invariants() -> None:
+    names = set(builtin())
+    assert {
+        "course-without-assignments",
+        "stalled-course",
+        "earned-not-awarded",
+        "enrollment-not-reflected",
+        "leaderboard-halted",
+        "update-now",
+        "crash-restart",
+        "semester",
+    } <= names
+    for name in names:
+        scenario = load(name)
+        assert scenario.name == name
+        assert scenario.description
+        assert scenario.expect and set(scenario.expect) <= set(INVARIANTS)
+    assert {load(n).symptom for n in names} >= {1, 2, 3, 4, 5}
+
+
+def test_a_scenario_file_runs_against_either_engine(tmp_path: Path) -> None:
+    scenario = load(str(write(tmp_path, SMALL)))
+    legacy, core = run(scenario, "legacy"), run(scenario, "core")
+    # The legacy engine drops an award that failed; the core retries it once the
+    # faults stop, so only the legacy engine breaks the promise.
+    assert "earned-implies-awarded" in legacy.broken
+    assert core.verdict == "PASS", core.found
+    first = legacy.first("earned-implies-awarded")
+    assert first is not None and first.violation.course_id == 101
+    assert first.violation.user_id == 1003
+    assert any("transient_5xx on IssueAssertion" in f for f in legacy.faults_before(first.at, 101))
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('name = "x"\nworld = "huge"', "'world' must be small or semester"),
+        ('name = "x"\ncolour = "red"', "unknown keys \\['colour'\\]"),
+        ('description = "no name"', "'name' must be a non-empty string"),
+        ('name = "x"\nexpect = ["no-bugs"]', "'expect' must list invariants"),
+        ('name = "x"\nsymptom = 9', "'symptom' must be one of"),
+        ('name = "x"\n[faults]\ngremlins = 3', "\\[faults\\] takes rates"),
+        ('name = "x"\n[policy]\nspeed = 3', "\\[policy\\] takes"),
+        ('name = "x"\n[[timeline]]\ndo = "dance"', "timeline\\[0\\]: unknown action 'dance'"),
+        ('name = "x"\n[[courses]]\nstudents = -1', "'students' must be a whole number"),
+        ('name = "x"\nlink = "some"', "'link' must be"),
+        ("name = ", "not valid TOML"),
+    ],
+)
+def test_a_bad_scenario_file_is_refused_with_its_reason(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ScenarioError, match=message):
+        load(str(write(tmp_path, text)))
+
+
+def test_a_bad_action_stops_the_run_with_its_reason(tmp_path: Path) -> None:
+    text = (
+        'name = "x"\n[[timeline]]\n'
+        'do = "grade"\ncourse = 101\nassignment = 1\nuser = 1003\npercent = 5'
+    )
+    result = run(load(str(write(tmp_path, text))), "core")
+    assert result.verdict == "FAIL"
+    assert result.error is not None and "timeline[0]" in result.error
+    assert "course 101 has no assignment 1" in result.error
+
+
+def test_scenario_run_names_the_invariant_course_user_time_and_faults(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, SMALL)
+    assert main(["scenario", "run", str(path), "--engine", "legacy"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL tiny (legacy engine, seed 2, memory)")
+    assert "earned-implies-awarded broken for course 101, user 1003 at +" in out
+    assert "after faults: t=+" in out and "transient_5xx on IssueAssertion" in out
+    assert main(["scenario", "run", str(path), "--engine", "core"]) == 0
+    assert "PASS tiny (core engine" in capsys.readouterr().out
+
+
+def test_scenario_run_json_and_unknown_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, SMALL)
+    assert main(["scenario", "run", str(path), "--engine", "legacy", "--json"]) == 1
+    (record,) = json.loads(capsys.readouterr().out)
+    assert record["verdict"] == "FAIL" and record["engine"] == "legacy"
+    assert any(v["invariant"] == "earned-implies-awarded" for v in record["violations"])
+    assert main(["scenario", "run", "no-such-scenario"]) == 2
+    assert "no scenario 'no-such-scenario'" in capsys.readouterr().err
+
+
+def test_a_trace_replays_to_the_same_verdict_and_a_tampered_one_diverges(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path, trace = write(tmp_path, SMALL), tmp_path / "t.jsonl"
+    report = tmp_path / "r.html"
+    assert (
+        main(
+            [
+                "scenario",
+                "run",
+                str(path),
+                "--engine",
+                "legacy",
+                "--trace",
+                str(trace),
+                "--report",
+                str(report),
+            ]
+        )
+        == 1
+    )
+    assert "first-violation" in report.read_text(encoding="utf-8")
+    capsys.readouterr()
+    assert main(["replay", str(trace)]) == 1
+    out = capsys.readouterr().out
+    assert "identical to the recording" in out
+    assert "recorded verdict: FAIL; replay verdict: FAIL" in out
+
+    lines = trace.read_text(encoding="utf-8").splitlines()
+    entry = json.loads(lines[5])
+    entry["detail"] += " (edited)"
+    lines[5] = json.dumps(entry)
+    trace.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert main(["replay", str(trace)]) == 3
+    assert "DIVERGED at trace entry 4" in capsys.readouterr().out
+
+    trace.write_text("not json\n", encoding="utf-8")
+    assert main(["replay", str(trace)]) == 2
+
+
+def test_scenario_list_shows_every_builtin(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scenario", "list", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} == set(builtin())
+    assert all(r["description"] for r in rows)
+
+
+def test_fuzz_finds_a_legacy_bug_and_writes_a_scenario_that_reproduces_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "found.toml"
+    assert main(["fuzz", "--engine", "legacy", "--seed", "0", "--out", str(out), "--json"]) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["found"] and summary["reproduces"]
+    scenario = load(str(out))
+    assert set(scenario.expect) == set(summary["broken"])
+    assert set(scenario.expect) <= run(scenario, "legacy").broken
+    assert main(["scenario", "run", str(out), "--engine", "legacy"]) == 1
+
+
+def test_a_fuzz_recording_replays_step_for_step(tmp_path: Path) -> None:
+    """A scenario written from a machine recording (actions plus fault draws) replays the
+    exact run: here a recorded run with faults is rebuilt from its recording."""
+    runs: list[tuple[dict[str, object], list[object]]] = []
+
+    class Keep(SyncMachine):
+        def teardown(self) -> None:
+            super().teardown()
+            runs.append(
+                (self.recording(), [(e.kind, e.course_id, e.detail) for e in self.sim.trace])
+            )
+
+    run_state_machine_as_test(
+        hypothesis_seed(5)(Keep),
+        settings=settings(
+            max_examples=5,
+            stateful_step_count=15,
+            database=None,
+            derandomize=False,
+            phases=[Phase.generate],
+            suppress_health_check=list(HealthCheck),
+            deadline=None,
+        ),
+    )
+    assert runs
+    for recording, trace in runs:
+        data = {
+            "name": "replayed",
+            "seed": recording["seed"],
+            "world": recording["world"],
+            "policy": recording["policy"],
+            "faults": {**recording["faults"], "draws": recording["draws"]},  # type: ignore[dict-item]
+            "timeline": recording["timeline"],
+        }
+        replayed = run(Scenario.from_dict(data, "recording"), "core")
+        assert replayed.error is None
+        assert [(e.kind, e.course_id, e.detail) for e in replayed.sim.trace] == trace
+
+
+def test_scenario_check_prints_the_matrix_and_holds(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's main job: legacy reproduces each known symptom, the core holds."""
+    assert main(["scenario", "check"]) == 0
+    out = capsys.readouterr().out
+    for name in builtin():
+        assert name in out
+    assert "as expected: the legacy engine reproduces every known symptom" in out
+    assert "NOT as expected" not in out
+
+
+def test_scenario_check_fails_when_the_legacy_engine_does_not_break_what_is_expected(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A healthy scenario (no faults, no activity) expecting duplicate awards: the legacy
+    engine cannot break that, so the matrix is not as expected."""
+    text = 'name = "calm"\ndescription = "nothing happens"\nlink = [103]\n'
+    text += 'expect = ["no-duplicate-awards"]\n[[timeline]]\ndo = "wait"\nhours = 1\n'
+    monkeypatch.setattr("scenarios.qa.builtin", lambda: {"calm": write(tmp_path, text)})
+    monkeypatch.setattr("scenarios.scenario.builtin", lambda: {"calm": tmp_path / "tiny.toml"})
+    assert main(["scenario", "check"]) == 1
+    assert "NOT as expected: calm" in capsys.readouterr().out
+    assert main(["scenario", "check", "--json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["scenario"] == "calm" and not row["as_expected"]
+    assert row["expect"] == ["no-duplicate-awards"] and row["core"] == []
