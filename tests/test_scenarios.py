@@ -260,3 +260,14 @@ def test_scenario_check_fails_when_the_legacy_engine_does_not_break_what_is_expe
     (row,) = json.loads(capsys.readouterr().out)
     assert row["scenario"] == "calm" and not row["as_expected"]
     assert row["expect"] == ["no-duplicate-awards"] and row["core"] == []
+
+
+@pytest.mark.parametrize("transport", ["asgi", "http"])
+def test_a_scenario_runs_the_same_over_http(transport: str) -> None:
+    """--transport asgi|http carries the same requests through the FastAPI fakes (in
+    process, or over loopback sockets): the same faults, trace and verdict as in memory."""
+    scenario = load("leaderboard-halted")
+    memory, http = run(scenario, "legacy"), run(scenario, "legacy", transport=transport)
+    assert http.error is None
+    assert http.found == memory.found
+    assert http.sim.trace == memory.sim.trace
