@@ -49,6 +49,7 @@ class World:
         self.links: dict[int, Link] = {}
         self.ever_earned: set[EarnedKey] = set()
         self._noted_at: tuple[int, int] | None = None
+        self._earned: dict[int, tuple[int, Link, frozenset[tuple[int, str]]]] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -110,17 +111,25 @@ class World:
         return out
 
     def earned_now(self, course_id: int) -> set[tuple[int, str]]:
-        """(user, badge class) pairs the linked course's earning students meet right now."""
+        """(user, badge class) pairs the linked course's earning students meet right now.
+
+        Judged after every step of every example, so the answer is kept until Canvas or
+        the links change (``canvas.writes`` counts every change)."""
         link = self.links.get(course_id)
         if link is None:
             return set()
+        cached = self._earned.get(course_id)
+        if cached is not None and cached[0] == self.canvas.writes and cached[1] is link:
+            return set(cached[2])
         students = self.earning_students(course_id)
-        return {
+        earned = frozenset(
             (user_id, rule.badge_class)
             for rule in link.rules
             for user_id in students
             if self._meets(course_id, user_id, rule)
-        }
+        )
+        self._earned[course_id] = (self.canvas.writes, link, earned)
+        return set(earned)
 
     def note_truth(self) -> None:
         """Remember every pair earned at this instant. The harness calls it before the
