@@ -42,6 +42,8 @@ from scenarios.scenario import (
     ordered,
     run,
 )
+from scenarios.symptoms import PREDICATES
+from simulators.invariants import Violation
 from simulators.machine import SyncMachine
 
 TRACE_FORMAT = "credsync-trace/1"
@@ -77,6 +79,12 @@ def add_commands(commands: Any) -> None:
     fuzz.add_argument("--engine", choices=sorted(ENGINES), default="core")
     fuzz.add_argument("--minutes", type=float, default=1.0, help="wall-clock budget (default 1)")
     fuzz.add_argument("--seed", type=int, default=0, help="Hypothesis seed (default 0)")
+    fuzz.add_argument(
+        "--symptom",
+        type=int,
+        choices=sorted(PREDICATES),
+        help="hunt one known symptom: only its violations count as failures",
+    )
     fuzz.add_argument(
         "--out",
         type=Path,
@@ -194,17 +202,22 @@ def explain(result: Run) -> list[str]:
     return lines
 
 
-@contextmanager
-def _progress(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
-    with Progress(
+def _bar(console: Console, counter: str) -> Progress:
+    """A progress bar on standard error; none when that is not a terminal (logs, CI)."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed}/{task.total} actions"),
+        TextColumn(counter),
         TimeElapsedColumn(),
         console=console,
         transient=True,
         disable=not console.is_terminal,
-    ) as progress:
+    )
+
+
+@contextmanager
+def _progress(console: Console, label: str, total: int) -> Iterator[Callable[[int], None]]:
+    with _bar(console, "{task.completed}/{task.total} actions") as progress:
         task = progress.add_task(label, total=total)
         yield lambda i: progress.update(task, completed=i + 1)
 
@@ -394,10 +407,15 @@ def fuzz_command(args: argparse.Namespace) -> int:
     new_engine, restore_engine = ENGINES[args.engine]
     counted: list[int] = [0]
 
+    hunted = None if args.symptom is None else PREDICATES[args.symptom]
+
     class Fuzzed(SyncMachine):
         def teardown(self) -> None:
             counted[0] += 1
             super().teardown()
+
+        def relevant(self, violation: Violation) -> bool:
+            return hunted is None or hunted(self.world, violation)
 
     Fuzzed.new_engine = new_engine  # type: ignore[assignment]
     Fuzzed.restore_engine = restore_engine  # type: ignore[assignment]
@@ -416,16 +434,9 @@ def fuzz_command(args: argparse.Namespace) -> int:
     failure: AssertionError | None = None
     batch = 0
     console = Console(stderr=True)
-    with Progress(
-        TextColumn(f"fuzzing the {args.engine} engine"),
-        BarColumn(),
-        TextColumn("{task.fields[examples]} examples"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-        disable=not console.is_terminal,
-    ) as progress:
-        task = progress.add_task("fuzz", total=60 * args.minutes, examples=0)
+    with _bar(console, "{task.fields[examples]} examples") as progress:
+        label = f"fuzzing the {args.engine} engine"
+        task = progress.add_task(label, total=60 * args.minutes, examples=0)
         started = time.monotonic()
         while time.monotonic() < end:
             machine = hypothesis_seed(args.seed * 100_003 + batch)(Fuzzed)
@@ -441,6 +452,7 @@ def fuzz_command(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {
         "engine": args.engine,
         "seed": args.seed,
+        "symptom": args.symptom,
         "examples": counted[0],
         "found": failure is not None,
     }
@@ -451,11 +463,15 @@ def fuzz_command(args: argparse.Namespace) -> int:
     recording = Fuzzed.last_run
     assert recording is not None
     broken = sorted(set(_VIOLATION.findall(str(failure))))
-    out = args.out or Path(f"fuzz-{args.engine}-{args.seed}.toml")
+    hunt = "" if args.symptom is None else f"-symptom{args.symptom}"
+    out = args.out or Path(f"fuzz-{args.engine}{hunt}-{args.seed}.toml")
+    command = f"credsync fuzz --engine {args.engine} --seed {args.seed}" + (
+        "" if args.symptom is None else f" --symptom {args.symptom}"
+    )
     scenario_data = {
         "name": out.stem,
-        "description": f"found by credsync fuzz --engine {args.engine} --seed {args.seed}: "
-        + ", ".join(broken),
+        "description": f"found by {command}: " + ", ".join(broken),
+        **({} if args.symptom is None else {"symptom": args.symptom}),
         "seed": recording["seed"],
         "world": recording["world"],
         "expect": broken,
@@ -464,7 +480,7 @@ def fuzz_command(args: argparse.Namespace) -> int:
         "timeline": recording["timeline"],
     }
     comment = (
-        f"# A counterexample found by `credsync fuzz --engine {args.engine} --seed {args.seed}`\n"
+        f"# A counterexample found by `{command}`\n"
         f"# and shrunk by Hypothesis to {len(recording['timeline'])} actions "  # type: ignore[arg-type]
         "(plus the faults in\n# [faults]: the rates it drew, and every fault decision "
         "in `draws`, replayed in order).\n"
