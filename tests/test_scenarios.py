@@ -271,3 +271,13 @@ def test_a_scenario_runs_the_same_over_http(transport: str) -> None:
     assert http.error is None
     assert http.found == memory.found
     assert http.sim.trace == memory.sim.trace
+
+
+def test_fuzz_can_hunt_one_symptom(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "one.toml"
+    args = ["fuzz", "--engine", "legacy", "--symptom", "1", "--out", str(out), "--json"]
+    assert main(args) == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["symptom"] == 1 and summary["broken"] == ["course-freshness"]
+    scenario = load(str(out))
+    assert scenario.symptom == 1 and scenario.expect == ("course-freshness",)
