@@ -77,6 +77,7 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
   color: var(--ink); margin: 0 auto; padding: 1.5rem 2rem 4rem; max-width: 80rem; }
 h1 { font-size: 1.7rem; margin: 0 0 .25rem; }
 h2 { font-size: 1.3rem; margin: 2.2rem 0 .6rem; border-bottom: 2px solid var(--rule); }
+h3 { font-size: 1.05rem; margin: 1rem 0 .3rem; }
 a { color: #1346a8; }
 code, .time { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, monospace; font-size: .9em; }
 header { display: grid; grid-template-columns: 1fr auto; gap: 1rem 2rem; align-items: start; }
@@ -175,6 +176,7 @@ def render_html(run: Mapping[str, Any]) -> str:
         _invariant_table(run, start),
         _what_happened(run, first, start),
         _course_table(run, start),
+        _quarantine(run),
         _timelines(run, first, start),
         "</body>",
         "</html>",
@@ -257,6 +259,7 @@ def _contents(run: Mapping[str, Any]) -> str:
         ("invariants", "Invariants"),
         ("what-happened", "What happened"),
         ("courses", "Courses"),
+        ("quarantine", "Quarantined records"),
         ("legend", "Timeline legend"),
     ]
     links += [(f"course-{_e(cid)}", f"Timeline: {_course_label(run, cid)}") for cid in _ids(run)]
@@ -368,6 +371,33 @@ def _course_table(run: Mapping[str, Any], start: float) -> str:
         "<th>Course</th><th>Name</th><th>Students</th><th>Members</th><th>Earned</th>"
         "<th>Awards</th><th>Last synced</th></tr></thead>"
         f"<tbody>{''.join(rows)}</tbody></table></section>"
+    )
+
+
+def _quarantine(run: Mapping[str, Any]) -> str:
+    """Records each course's last round left out, and why: the rest of the course synced, so
+    nothing else on the page shows that a student's data was unreadable. Records written
+    before courses carried ``quarantined`` show nothing rather than failing."""
+    parts = []
+    for course in run["courses"]:
+        records = course.get("quarantined") or []
+        title = f"<h3>{_course_label(run, course['course_id'])}</h3>"
+        if not records:
+            parts.append(f"{title}<p>No record quarantined.</p>")
+            continue
+        rows = "".join(
+            f'<tr><td><code>{_e(q["resource"])}</code></td><td class="detail">{_e(q["reason"])}'
+            "</td></tr>"
+            for q in records
+        )
+        parts.append(
+            f'{title}<table class="quarantine" data-course="{_e(course["course_id"])}"><thead>'
+            f"<tr><th>Resource</th><th>Reason</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    return (
+        '<section id="quarantine"><h2>Quarantined records</h2>'
+        "<p>Records the sync could not read in each course's last round; the rest of the "
+        f"course synced without them.</p>{''.join(parts)}</section>"
     )
 
 

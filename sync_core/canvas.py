@@ -8,6 +8,7 @@ rest, since Canvas adds fields over time.
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,10 +20,38 @@ from datetime import datetime
 ACTIVE = "active"
 COMPLETED = "completed"
 STUDENT_ENROLLMENT = "StudentEnrollment"
+# Every value Canvas documents. Anything else is quarantined rather than read as "not a
+# student": that reading would remove a member over a value nobody understood.
+ENROLLMENT_STATES = frozenset(
+    {"active", "invited", "creation_pending", "inactive", "completed", "deleted", "rejected"}
+)
+ENROLLMENT_TYPES = frozenset(
+    {
+        STUDENT_ENROLLMENT,
+        "TeacherEnrollment",
+        "TaEnrollment",
+        "DesignerEnrollment",
+        "ObserverEnrollment",
+        "StudentViewEnrollment",
+    }
+)
 
 
 class Malformed(ValueError):
     """A record that cannot be understood; its message is the quarantine reason."""
+
+
+# Reasons quote the offending value, but a value is whatever the API sent: a megabyte string
+# or a list nested a thousand deep would make the reason (kept in the state and printed by
+# ``credsync sync``) as big as the garbage. reprlib cuts long strings, long lists and deep nests.
+_SHOW = reprlib.Repr()
+_SHOW.maxstring = _SHOW.maxother = 80
+_SHOW.maxlevel = 3
+
+
+def shown(value: object) -> str:
+    """``repr(value)``, bounded in size, for a quarantine reason."""
+    return _SHOW.repr(value)
 
 
 @dataclass(frozen=True)
@@ -84,6 +113,8 @@ class CourseSnapshot:
 
 
 def _mapping(record: object) -> Mapping[str, object]:
+    if type(record) is dict:  # what JSON decodes to: skips the slow ABC check (hot path)
+        return record
     if not isinstance(record, Mapping):
         raise Malformed(f"expected a JSON object, got {type(record).__name__}")
     return record
@@ -91,10 +122,12 @@ def _mapping(record: object) -> Mapping[str, object]:
 
 def _int(record: Mapping[str, object], key: str) -> int:
     value = record.get(key)
+    if type(value) is int and 0 < value < 2**63:  # the common case, checked cheaply first
+        return value
     if isinstance(value, bool) or not isinstance(value, int):
-        raise Malformed(f"{key!r} must be an integer id, got {value!r}")
+        raise Malformed(f"{key!r} must be an integer id, got {shown(value)}")
     if not 0 < value < 2**63:
-        raise Malformed(f"{key!r} is out of range: {value!r}")
+        raise Malformed(f"{key!r} is out of range: {shown(value)}")
     return value
 
 
@@ -106,18 +139,23 @@ def _opt_number(record: Mapping[str, object], key: str) -> float | None:
     value = record.get(key)
     if value is None:
         return None
+    if type(value) is float and value - value == 0.0:  # finite (inf - inf and NaN are NaN)
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise Malformed(f"{key!r} must be a number or null, got {value!r}")
-    number = float(value)
+        raise Malformed(f"{key!r} must be a number or null, got {shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any float, e.g. 10**400
+        raise Malformed(f"{key!r} is not a finite number: {shown(value)}") from None
     if number != number or number in (float("inf"), float("-inf")):
-        raise Malformed(f"{key!r} is not a finite number: {value!r}")
+        raise Malformed(f"{key!r} is not a finite number: {shown(value)}")
     return number
 
 
 def _str(record: Mapping[str, object], key: str, default: str | None = None) -> str:
     value = record.get(key, default)
     if not isinstance(value, str):
-        raise Malformed(f"{key!r} must be a string, got {value!r}")
+        raise Malformed(f"{key!r} must be a string, got {shown(value)}")
     return value
 
 
@@ -126,13 +164,13 @@ def parse_time(value: object, key: str = "timestamp") -> float | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise Malformed(f"{key!r} must be an ISO-8601 string, got {value!r}")
+        raise Malformed(f"{key!r} must be an ISO-8601 string, got {shown(value)}")
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise Malformed(f"{key!r} is not ISO-8601: {value!r}") from exc
+        raise Malformed(f"{key!r} is not ISO-8601: {shown(value)}") from exc
     if parsed.tzinfo is None:
-        raise Malformed(f"{key!r} has no time zone: {value!r}")
+        raise Malformed(f"{key!r} has no time zone: {shown(value)}")
     return parsed.timestamp()
 
 
@@ -155,8 +193,13 @@ def parse_enrollment(record: object) -> EnrollmentRow:
     score = _opt_number(grades, "current_score") if isinstance(grades, Mapping) else None
     state = _str(rec, "enrollment_state")
     kind = _str(rec, "type")
+    user_id = _int(rec, "user_id")
+    if state not in ENROLLMENT_STATES:
+        raise Malformed(f"enrollment of user {user_id}: unknown enrollment_state {shown(state)}")
+    if kind not in ENROLLMENT_TYPES:
+        raise Malformed(f"enrollment of user {user_id}: unknown type {shown(kind)}")
     return EnrollmentRow(
-        user_id=_int(rec, "user_id"),
+        user_id=user_id,
         name=name,
         student=kind == STUDENT_ENROLLMENT and state in (ACTIVE, COMPLETED),
         active=state == ACTIVE,
@@ -177,7 +220,7 @@ def parse_user_email(record: object) -> tuple[int, str | None]:
     if email is None or email == "":
         return uid, None
     if not isinstance(email, str) or "@" not in email:
-        raise Malformed(f"user {uid}: 'email' is not an email address: {email!r}")
+        raise Malformed(f"user {uid}: 'email' is not an email address: {shown(email)}")
     return uid, email.strip().lower()
 
 
@@ -185,7 +228,7 @@ def parse_assignment(record: object) -> Assignment:
     rec = _mapping(record)
     types = rec.get("submission_types", [])
     if not isinstance(types, list):
-        raise Malformed(f"'submission_types' must be a list, got {types!r}")
+        raise Malformed(f"'submission_types' must be a list, got {shown(types)}")
     is_lti_quiz = rec.get("is_quiz_lti_assignment") is True
     return Assignment(
         assignment_id=_int(rec, "id"),
@@ -205,7 +248,7 @@ def parse_submission(record: object) -> Submission:
     rec = _mapping(record)
     excused = rec.get("excused")
     if excused is not None and not isinstance(excused, bool):
-        raise Malformed(f"'excused' must be a boolean or null, got {excused!r}")
+        raise Malformed(f"'excused' must be a boolean or null, got {shown(excused)}")
     # A hidden grade is an *absent* key, a missing grade is null: both mean "no score".
     return Submission(
         user_id=_int(rec, "user_id"),
@@ -230,7 +273,7 @@ def parse_module(record: object) -> tuple[int, int, str | None, bool]:
     position = _int(rec, "position")
     state = rec.get("state")
     if state is not None and not isinstance(state, str):
-        raise Malformed(f"module {module_id}: 'state' must be a string, got {state!r}")
+        raise Malformed(f"module {module_id}: 'state' must be a string, got {shown(state)}")
     items = rec.get("items")
     if items is None:
         required = True
@@ -240,5 +283,5 @@ def parse_module(record: object) -> tuple[int, int, str | None, bool]:
             for item in items
         )
     else:
-        raise Malformed(f"module {module_id}: 'items' must be a list, got {items!r}")
+        raise Malformed(f"module {module_id}: 'items' must be a list, got {shown(items)}")
     return module_id, position, state, required

@@ -102,13 +102,16 @@ class _Round:
     emails: dict[int, str | None] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
     assertions: list[Assertion] = field(default_factory=list)
-    leaderboard: tuple[LeaderboardEntry, ...] = ()
+    leaderboard: list[LeaderboardEntry] = field(default_factory=list)  # as read, in order
     cursors: set[str] = field(default_factory=set)
     max_graded_at: float | None = None
     quarantine: list[Quarantined] = field(default_factory=list)
     live_awards: set[tuple[int, str]] = field(default_factory=set)
     final_members: set[int] = field(default_factory=set)
     doubtful: bool = False  # an award's outcome is unknown: come back soon to settle it
+    # An enrollment row was quarantined: the student it named may still be enrolled, so no
+    # member is removed this round (removing on data we could not read loses a membership).
+    roster_unsure: bool = False
     module_positions: dict[int, set[int]] = field(default_factory=dict)
 
     def note(self, resource: str, reason: str) -> None:
@@ -403,6 +406,8 @@ class SyncEngine:
                 parse(rnd, command, record)
             except Malformed as exc:
                 rnd.note(pending.key, str(exc))
+                if command.resource is CanvasList.ENROLLMENTS:
+                    rnd.roster_unsure = True
         cursor = event.next_cursor
         if cursor is not None:
             if cursor in rnd.cursors:
@@ -509,7 +514,7 @@ class SyncEngine:
                 self._take_id(), cid, issuer, group, m.user_id, m.email, m.name, m.earned
             )
             self._track(course, rnd, "member", str(m.user_id), upsert, out)
-        for uid in plan.removals:
+        for uid in () if rnd.roster_unsure else plan.removals:
             removal = RemoveMember(self._take_id(), cid, issuer, group, uid)
             self._track(course, rnd, "member", f"-{uid}", removal, out)
         for key, entry in sorted(course.outbox.items()):
@@ -523,7 +528,7 @@ class SyncEngine:
 
     def _publish(self, course: CourseState, rnd: _Round, out: list[Command]) -> None:
         entries = leaderboard(rnd.final_members, rnd.live_awards)
-        if entries != rnd.leaderboard:
+        if list(entries) != rnd.leaderboard:
             command = PublishLeaderboard(
                 self._take_id(), course.course_id, course.issuer_id, course.group_id, entries
             )
@@ -656,7 +661,7 @@ def _assertion(rnd: _Round, command: Fetch, record: object) -> None:
 
 
 def _leaderboard(rnd: _Round, command: Fetch, record: object) -> None:
-    rnd.leaderboard = (*rnd.leaderboard, credentials.parse_leaderboard_entry(record))
+    rnd.leaderboard.append(credentials.parse_leaderboard_entry(record))
 
 
 _PARSERS: dict[CanvasList | CredentialsList, Callable[[_Round, Fetch, object], None]] = {

@@ -239,6 +239,34 @@ def test_a_malformed_record_is_quarantined_and_the_rest_syncs() -> None:
     assert any("user_id" in r for r in reasons) and any("score" in r for r in reasons)
 
 
+@pytest.mark.parametrize(
+    "bad_row",
+    [
+        {"user_id": 1, "type": "StudentEnrollment", "enrollment_state": "ACTIVE"},
+        {"user_id": 1, "type": "StudentEnrolment", "enrollment_state": "active"},
+        {"user_id": "one", "type": "StudentEnrollment", "enrollment_state": "active"},
+    ],
+    ids=["unknown-state", "unknown-type", "bad-user-id"],
+)
+def test_a_quarantined_enrollment_row_removes_nobody(bad_row: dict[str, object]) -> None:
+    """The student a bad row names may still be enrolled: removing them would lose the
+    membership over data nobody could read, so the round's removals wait for a clean read."""
+    engine = linked()
+    data = canvas_world({2: 9.0}, {2: "b@x.edu"})
+    data[CanvasList.ENROLLMENTS].append(bad_row)
+    data[CredentialsList.MEMBERS] = [
+        {"canvasUserId": 1, "email": "a@x.edu", "earned": []},
+        {"canvasUserId": 3, "email": "c@x.edu", "earned": []},
+    ]
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert of(RemoveMember, cmds) == [] and [c.user_id for c in of(UpsertMember, cmds)] == [2]
+    (status,) = engine.status()
+    assert [q.resource for q in status.quarantined] == ["enrollments"]
+    data[CanvasList.ENROLLMENTS].pop()  # the next clean read removes both
+    cmds = drive(engine, Tick(T0 + 86_400), serve(data))
+    assert sorted(c.user_id for c in of(RemoveMember, cmds)) == [1, 3]
+
+
 def test_students_without_a_visible_email_are_held_not_dropped() -> None:
     engine = linked()
     data = canvas_world({1: 9.0}, {1: None})
@@ -465,3 +493,29 @@ def test_engine_state_round_trips_through_json_from_any_reachable_state(
             outstanding += engine.handle(Tick(now))
         saved = engine.to_json()
         assert SyncEngine.from_json(saved).to_json() == saved
+
+
+def test_a_number_too_big_for_a_float_is_quarantined_not_raised() -> None:
+    """Regression (issue 5): a JSON integer beyond any float (``10**400``) made ``float()``
+    raise OverflowError out of ``handle``; it is a malformed score like any other."""
+    engine = linked()
+    data = canvas_world({1: 9.0, 2: 9.0}, {1: "a@x.edu", 2: "b@x.edu"})
+    data[CanvasList.SUBMISSIONS][1]["score"] = 10**400
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert [c.user_id for c in of(IssueAssertion, cmds)] == [1]
+    (quarantined,) = engine.status()[0].quarantined
+    assert quarantined.resource == "students/submissions"
+    assert "not a finite number" in quarantined.reason
+
+
+def test_a_quarantine_reason_quotes_a_huge_value_only_in_part() -> None:
+    """Regression (issue 5): a reason quoted the whole offending value, so a megabyte string
+    sent as an id ended up in the saved state and in ``credsync sync`` output."""
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    data[CanvasList.USERS].append({"id": "9" * 1_000_000, "email": "z@x.edu"})
+    cmds = drive(engine, Tick(T0), serve(data))
+    assert [c.user_id for c in of(IssueAssertion, cmds)] == [1]
+    (quarantined,) = engine.status()[0].quarantined
+    assert quarantined.resource == "users" and "'id' must be an integer" in quarantined.reason
+    assert len(quarantined.reason) < 200 and len(engine.to_json()) < 10_000

@@ -400,6 +400,35 @@ def test_render_does_not_modify_the_record() -> None:
     assert run == before
 
 
+def test_quarantined_records_are_listed_per_course_with_resource_and_reason() -> None:
+    reason = "'score' must be a number or null, got 'lots'"
+    run = make_run()
+    run["courses"][0]["quarantined"] = [
+        {"resource": "students/submissions", "reason": reason},
+        {"resource": "users", "reason": XSS},
+    ]
+    root = parse(render_html(run))
+
+    (section,) = root.by_id("quarantine")
+    (table,) = section.find_all("table")
+    assert table.attrs["data-course"] == "2"
+    rows = [[td.text() for td in tr.find_all("td")] for tr in table.find_all("tr")[1:]]
+    assert rows == [["students/submissions", reason], ["users", XSS]]
+    assert [h.text() for h in section.find_all("h3")] == [
+        "course 2 (Biology 101)",
+        "course 3 (Modules only)",
+    ]
+    assert section.text().count("No record quarantined") == 1  # course 3
+    assert any(a.attrs.get("href") == "#quarantine" for a in root.find_all("a"))
+
+
+def test_records_without_quarantine_still_render() -> None:
+    """Run records saved before courses carried ``quarantined`` render, showing none."""
+    (section,) = parse(render_html(make_run())).by_id("quarantine")
+    assert section.find_all("table") == []
+    assert section.text().count("No record quarantined") == 2
+
+
 def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     """Run headless Chromium on its own profile, with everything that calls home turned off."""
     command = [
