@@ -2,8 +2,9 @@
 
 :class:`HttpAdapter` performs engine commands against Canvas and Canvas Credentials (or the
 simulators' HTTP fakes) with ``httpx``; :func:`run_sync` is the loop that feeds the engine
-its clock and the answers, saving its state after every step; :func:`load_links` reads which
-courses to sync. Everything here is I/O; the decisions stay in :mod:`sync_core`.
+its clock and the answers, saving its state to a :class:`Store` (:class:`SqliteStore` by
+default) after every step; :func:`load_links` reads which courses to sync. Everything
+here is I/O; the decisions stay in :mod:`sync_core`.
 """
 
 from adapter.http import DEFAULT_TIMEOUT, HttpAdapter, wire_response
@@ -14,8 +15,8 @@ from adapter.runner import (
     apply_links,
     load_engine,
     run_sync,
-    save_state,
 )
+from adapter.store import SqliteStore, Store
 from adapter.summary import summary
 from adapter.tokens import REFRESH_MARGIN, OAuthToken
 
@@ -27,12 +28,13 @@ __all__ = [
     "LinksError",
     "OAuthToken",
     "RoundEnded",
+    "SqliteStore",
+    "Store",
     "apply_links",
     "links_to_json",
     "load_engine",
     "load_links",
     "run_sync",
-    "save_state",
     "summary",
     "wire_response",
 ]

@@ -1,9 +1,10 @@
 """Drive a :class:`~sync_core.SyncEngine` with an adapter: the production sync loop.
 
 The loop is the engine's contract made concrete: feed ``Tick`` from the clock, perform each
-returned command in order and feed its one answer back, and save ``to_json()`` after every
-``handle``, before performing what it returned, so a crash at any point restarts from a
-state the engine knows how to resume (in-flight awards come back as uncertain). Commands run
+returned command in order and feed its one answer back, and save ``to_json()`` to the
+:class:`~adapter.store.Store` after every ``handle`` (one transaction per step), before
+performing what it returned, so a crash at any point restarts from a state the engine knows
+how to resume (in-flight awards come back as uncertain). Commands run
 one at a time, first in first out, which keeps a run's order deterministic and identical to
 the simulation harness's.
 """
@@ -11,14 +12,13 @@ the simulation harness's.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
+from adapter.store import Store
 from adapter.tokens import Clock
 from sync_core.commands import Command
 from sync_core.engine import CourseStatus, SyncEngine
@@ -52,13 +52,12 @@ Sleep = Callable[[float], Awaitable[None]]
 OnRound = Callable[[RoundEnded], None]
 
 
-def load_engine(state_path: Path | None, policy: Policy | None = None) -> SyncEngine:
-    """The engine saved at ``state_path``, or a new one when there is none yet. A damaged
-    file raises :class:`sync_core.StateError` rather than silently starting over, which
+def load_engine(store: Store | None, policy: Policy | None = None) -> SyncEngine:
+    """The engine saved in ``store``, or a new one when nothing was saved yet. A damaged
+    state raises :class:`sync_core.StateError` rather than silently starting over, which
     would forget which awards are uncertain."""
-    if state_path is None or not state_path.exists():
-        return SyncEngine(policy)
-    return SyncEngine.from_json(state_path.read_text(encoding="utf-8"), policy)
+    text = None if store is None else store.load()
+    return SyncEngine(policy) if text is None else SyncEngine.from_json(text, policy)
 
 
 def apply_links(engine: SyncEngine, links: Iterable[CourseLinked]) -> None:
@@ -76,7 +75,7 @@ async def run_sync(
     *,
     once: bool,
     clock: Clock = time.time,
-    state_path: Path | None = None,
+    store: Store | None = None,
     on_round: OnRound | None = None,
     sleep: Sleep = asyncio.sleep,
 ) -> list[RoundEnded]:
@@ -84,7 +83,7 @@ async def run_sync(
     (completed it, or failed it and is backing off), with each course's last outcome;
     otherwise run until cancelled, sleeping until the next course is due. ``sleep`` is
     injectable so that a test can advance a virtual clock instead of waiting."""
-    driver = _Driver(adapter, engine, state_path, on_round)
+    driver = _Driver(adapter, engine, store, on_round)
     while True:
         await driver.feed(Tick(clock()))
         linked = {s.course_id for s in engine.status()}
@@ -102,12 +101,12 @@ class _Driver:
         self,
         adapter: Executor,
         engine: SyncEngine,
-        state_path: Path | None,
+        store: Store | None,
         on_round: OnRound | None,
     ) -> None:
         self.adapter = adapter
         self.engine = engine
-        self.state_path = state_path
+        self.store = store
         self.on_round = on_round
         self.ended: dict[int, RoundEnded] = {}
         self._marks = _progress(engine.status())
@@ -120,8 +119,8 @@ class _Driver:
 
     def _handle(self, event: Event) -> list[Command]:
         commands = self.engine.handle(event)
-        if self.state_path is not None:
-            save_state(self.state_path, self.engine.to_json())
+        if self.store is not None:
+            self.store.save(self.engine.to_json())
         self._note_rounds()
         return commands
 
@@ -142,13 +141,3 @@ class _Driver:
 
 def _progress(statuses: Iterable[CourseStatus]) -> dict[int, tuple[float | None, int]]:
     return {s.course_id: (s.last_success_at, s.failures) for s in statuses}
-
-
-def save_state(path: Path, text: str) -> None:
-    """Write atomically: a crash leaves either the old state or the new, never half of one."""
-    temp = path.with_name(f".{path.name}.tmp")
-    with temp.open("w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temp, path)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -21,6 +23,7 @@ from rich.table import Table
 from adapter.http import HttpAdapter
 from adapter.links import LinksError, links_to_json, load_links
 from adapter.runner import RoundEnded, apply_links, load_engine, run_sync
+from adapter.store import SqliteStore
 from adapter.summary import summary
 from adapter.tokens import OAuthToken
 from scenarios.qa import add_commands, dispatch
@@ -28,7 +31,6 @@ from simulators.activity import random_activity
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
 from simulators.harness import Simulation
 from simulators.invariants import SAFETY, Violation, check
-from simulators.serve import serve_forever
 from simulators.services import Services
 from simulators.world import World
 from simulators.worlds import WorldSpecError, load_world
@@ -38,6 +40,21 @@ FAULT_PROFILES = ("none", "swarm")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in ("scenario", "replay", "fuzz"):
+        return dispatch(args)
+    if args.command == "serve":
+        return run_serve(args)
+    if args.command == "sync":
+        return run_sync_command(args)
+    if args.days < 0:
+        parser.error("--days must be zero or more")
+    return run_simulation(args.seed, args.days, args.faults, args.json)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option; the README's display-only commands are checked against it."""
     parser = argparse.ArgumentParser(prog="credsync", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     simulate = commands.add_parser(
@@ -85,9 +102,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sync", help="run the sync core through the reference adapter against two servers"
     )
     sync.add_argument("--canvas", required=True, metavar="URL", help="Canvas base URL")
-    sync.add_argument("--canvas-token", required=True, metavar="TOKEN")
+    sync.add_argument("--canvas-token", metavar="TOKEN", **_token_option("CREDSYNC_CANVAS_TOKEN"))
     sync.add_argument("--credentials", required=True, metavar="URL", help="Credentials base URL")
-    sync.add_argument("--credentials-token", required=True, metavar="TOKEN")
+    sync.add_argument(
+        "--credentials-token", metavar="TOKEN", **_token_option("CREDSYNC_CREDENTIALS_TOKEN")
+    )
     sync.add_argument(
         "--links",
         required=True,
@@ -96,18 +115,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="JSON or TOML: each course's issuer, group and award rules",
     )
     sync.add_argument("--once", action="store_true", help="one round per course, then exit")
-    sync.add_argument("--state", type=Path, metavar="FILE", help="durable engine state")
+    sync.add_argument(
+        "--state",
+        type=Path,
+        metavar="FILE",
+        help="durable engine state, a SQLite file (created if missing, never reset)",
+    )
     add_commands(commands)
-    args = parser.parse_args(argv)
-    if args.command in ("scenario", "replay", "fuzz"):
-        return dispatch(args)
-    if args.command == "serve":
-        return run_serve(args)
-    if args.command == "sync":
-        return run_sync_command(args)
-    if args.days < 0:
-        parser.error("--days must be zero or more")
-    return run_simulation(args.seed, args.days, args.faults, args.json)
+    return parser
+
+
+def _token_option(variable: str) -> dict[str, Any]:
+    """A token flag that defaults to ``variable``: a token on the command line is visible to
+    other local users in the process list, so the environment is the safe way to pass it."""
+    value = os.environ.get(variable)
+    return {
+        "default": value,
+        "required": value is None,
+        "help": f"default: ${variable} (keeps the token out of the process list)",
+    }
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -123,6 +149,10 @@ def run_serve(args: argparse.Namespace) -> int:
         args.links.write_text(links_to_json(links), encoding="utf-8")
     rates = FaultRates.swarm(choices) if args.faults == "swarm" else FaultRates.none()
     services = Services(world, FaultPlan(rates, choices), args.canvas_throttle)
+    # Imported here, not at the top: uvicorn and FastAPI cost every other command about a
+    # second of start-up (a `credsync sync` restarted after a crash most of all).
+    from simulators.serve import serve_forever
+
     serve_forever(world, services, args.canvas_port, args.credentials_port, args.host, sys.stdout)
     return 0
 
@@ -224,10 +254,14 @@ def _print(report: dict[str, object]) -> None:
 def run_sync_command(args: argparse.Namespace) -> int:
     """Sync until interrupted (or one round per course with ``--once``); print a line per
     course. Exit 1 when ``--once`` leaves a course failing, 2 on bad links or state."""
+    store: SqliteStore | None = None
     try:
         links = load_links(args.links)
-        engine = load_engine(args.state)
+        store = None if args.state is None else SqliteStore(args.state)
+        engine = load_engine(store)
     except (LinksError, StateError) as exc:
+        if store is not None:
+            store.close()
         print(f"credsync sync: {exc}", file=sys.stderr)
         return 2
     apply_links(engine, links)
@@ -239,12 +273,15 @@ def run_sync_command(args: argparse.Namespace) -> int:
             args.credentials,
             OAuthToken.static(args.credentials_token),
         ) as adapter:
-            return await run_sync(adapter, engine, once=args.once, state_path=args.state)
+            return await run_sync(adapter, engine, once=args.once, store=store)
 
     try:
         ended = asyncio.run(sync())
     except KeyboardInterrupt:
         ended = []
+    finally:
+        if store is not None:
+            store.close()
     for line in summary(engine):
         print(line)
     return 1 if any(not e.ok for e in ended) else 0

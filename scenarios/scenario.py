@@ -52,8 +52,7 @@ from simulators.faults import (
     ScriptExhausted,
     SeededChoices,
 )
-from simulators.harness import Engine, Simulation, TransportFactory
-from simulators.http_transport import AsgiTransport, LiveHttpTransport
+from simulators.harness import Engine, Simulation, Transport, TransportFactory
 from simulators.invariants import QUIESCENCE, SAFETY, Violation, check
 from simulators.transport import MemoryTransport
 from simulators.world import World
@@ -72,10 +71,26 @@ ENGINES: Mapping[str, tuple[Callable[[Policy], Engine], Callable[[str, Policy], 
     "core": (SyncEngine, SyncEngine.from_json),
     "legacy": (LegacyEngine, LegacyEngine.from_json),
 }
+
+
+def _asgi(world: World, plan: FaultPlan) -> Transport:
+    # The web stack loads only when a scenario asks for it: importing FastAPI costs about a
+    # second, which every `credsync` command (a restarted `credsync sync` above all) would pay.
+    from simulators.http_transport import AsgiTransport
+
+    return AsgiTransport(world, plan)
+
+
+def _http(world: World, plan: FaultPlan) -> Transport:
+    from simulators.http_transport import LiveHttpTransport
+
+    return LiveHttpTransport(world, plan)
+
+
 TRANSPORTS: Mapping[str, TransportFactory] = {
     "memory": MemoryTransport,
-    "asgi": AsgiTransport,
-    "http": LiveHttpTransport,
+    "asgi": _asgi,
+    "http": _http,
 }
 _KEYS = {
     "name",
@@ -266,6 +281,7 @@ class Run:
         """The run as plain data: for ``--json``, the HTML report and trace files."""
         view = self.sim.view()
         world = self.sim.world
+        quarantined = {s.course_id: s.quarantined for s in self.sim.engine.status()}
         courses = [
             {
                 "course_id": c.course_id,
@@ -275,6 +291,10 @@ class Run:
                 "earned": len(c.earned_now),
                 "awards": sum(1 for a in view.assertions if a.badge_class in c.badge_classes),
                 "last_synced": c.last_synced,
+                "quarantined": [
+                    {"resource": q.resource, "reason": q.reason}
+                    for q in quarantined.get(c.course_id, ())
+                ],
             }
             for c in view.courses
         ]

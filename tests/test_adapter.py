@@ -23,6 +23,7 @@ from adapter import (
     LinksError,
     OAuthToken,
     RoundEnded,
+    SqliteStore,
     apply_links,
     links_to_json,
     load_engine,
@@ -596,15 +597,18 @@ def _linked_world(seed: int, rates: FaultRates) -> tuple[World, list[CourseLinke
 
 def test_run_once_syncs_every_course_and_saves_state_after_every_step(tmp_path: Path) -> None:
     world, links, adapter = _linked_world(1, FaultRates.none())
-    state = tmp_path / "state.json"
-    engine = load_engine(state)
+    state = tmp_path / "state.db"
+    store = SqliteStore(state)
+    engine = load_engine(store)
     apply_links(engine, links)
     seen: list[RoundEnded] = []
-    saves: list[str] = []
+    saves: list[str | None] = []
     original = adapter.execute
+    reader = SqliteStore(state)  # another connection sees only committed steps
 
     async def checking(command: Command) -> Event:
-        saves.append(state.read_text())  # saved before each command is performed
+        saves.append(reader.load())  # saved before each command is performed
+        assert saves[-1] == engine.to_json()
         return await original(command)
 
     adapter.execute = checking  # type: ignore[method-assign]
@@ -614,7 +618,7 @@ def test_run_once_syncs_every_course_and_saves_state_after_every_step(tmp_path: 
             engine,
             once=True,
             clock=lambda: world.clock.now,
-            state_path=state,
+            store=store,
             on_round=seen.append,
         )
     )
@@ -622,9 +626,11 @@ def test_run_once_syncs_every_course_and_saves_state_after_every_step(tmp_path: 
     assert all(e.ok and e.error is None and e.at == world.clock.now for e in ended)
     assert sorted(seen, key=lambda e: e.course_id) == ended  # in the order they ended
     assert len(set(saves)) > 10
-    assert state.read_text() == engine.to_json()
-    assert list(tmp_path.iterdir()) == [state]  # no temp file left behind
-    restored = load_engine(state)
+    reader.close()
+    store.close()
+    assert list(tmp_path.iterdir()) == [state]  # no temp, -wal or -shm file left behind
+    with SqliteStore(state) as again:
+        restored = load_engine(again)
     assert restored.to_json() == engine.to_json()
     lines = summary(restored)
     assert len(lines) == 3 and all(": ok, last sync 2025-09-01T00:00:00Z" in x for x in lines)

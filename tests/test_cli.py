@@ -63,3 +63,32 @@ def test_bad_arguments_are_refused_clearly(
     with pytest.raises(SystemExit) as exit_info:
         cli.main(args)
     assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+SYNC_ARGS = ("sync", "--canvas", "http://127.0.0.1:1", "--credentials", "http://127.0.0.1:2")
+
+
+def test_sync_takes_its_tokens_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tokens on the command line show in the process list; the environment keeps them out."""
+    seen: list[Any] = []
+    monkeypatch.setattr(cli, "run_sync_command", lambda args: seen.append(args) or 0)
+    monkeypatch.setenv("CREDSYNC_CANVAS_TOKEN", "canvas-from-env")
+    monkeypatch.setenv("CREDSYNC_CREDENTIALS_TOKEN", "credentials-from-env")
+    assert cli.main([*SYNC_ARGS, "--links", "links.json"]) == 0
+    assert (seen[0].canvas_token, seen[0].credentials_token) == (
+        "canvas-from-env",
+        "credentials-from-env",
+    )
+    cli.main([*SYNC_ARGS, "--links", "links.json", "--canvas-token", "flag-wins"])
+    assert seen[1].canvas_token == "flag-wins"
+
+
+def test_sync_without_a_token_is_refused(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CREDSYNC_CANVAS_TOKEN", raising=False)
+    monkeypatch.setenv("CREDSYNC_CREDENTIALS_TOKEN", "credentials-from-env")
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([*SYNC_ARGS, "--links", "links.json"])
+    assert exit_info.value.code == 2
+    assert "--canvas-token" in capsys.readouterr().err

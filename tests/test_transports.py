@@ -27,8 +27,10 @@ from adapter import (
     HttpAdapter,
     OAuthToken,
     RoundEnded,
+    SqliteStore,
     apply_links,
     links_to_json,
+    load_engine,
     load_links,
     run_sync,
 )
@@ -372,7 +374,7 @@ class CourseFacts:
 def test_credsync_sync_once_against_credsync_serve_converges(tmp_path: Path) -> None:
     """The two commands as a user runs them, in separate processes over loopback; then
     every invariant is checked through the HTTP APIs alone."""
-    links_file, state_file = tmp_path / "links.json", tmp_path / "state.json"
+    links_file, state_file = tmp_path / "links.json", tmp_path / "state.db"
     cli = [sys.executable, "-c", "import sys; from scenarios.cli import main; sys.exit(main())"]
     serve = subprocess.Popen(
         [*cli, "serve", "--seed", "3", "--faults", "none", "--links", str(links_file)],
@@ -411,7 +413,8 @@ def test_credsync_sync_once_against_credsync_serve_converges(tmp_path: Path) -> 
         assert [line.split(":")[0] for line in sync.stdout.splitlines()] == [
             f"course {link.course_id}" for link in links
         ]
-        assert SyncEngine.from_json(state_file.read_text()).status()[0].last_success_at
+        with SqliteStore(state_file) as store:
+            assert load_engine(store).status()[0].last_success_at
         auth = (
             {"Authorization": f"Bearer {canvas_token}"},
             {"Authorization": f"Bearer {cred_token}"},
