@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from sync_core.wire import HttpResponse, header
@@ -25,7 +26,8 @@ class ApiRequest:
 
     method: str
     url: str
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # Out of ``repr``: it carries the Authorization header, which no printout may show.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     json: object | None = None
     origin: str = field(init=False)
     path: str = field(init=False)
@@ -68,27 +70,34 @@ class ApiRequest:
         """This request's absolute URL, rebuilt the way Rails links are: the original query
         minus ``replace`` and ``drop`` keys, sorted by key (repeats of array keys in order,
         the last value of scalar keys), then ``replace`` appended in its given order."""
-        removed = set(replace) | set(drop)
-        scalars: dict[str, str] = {}
-        arrays: dict[str, list[str]] = {}
-        for key, value in self.query:
-            if key in removed:
-                continue
-            if key.endswith("[]"):
-                arrays.setdefault(key, []).append(value)
-            else:
-                scalars[key] = value
-        pairs = [
-            (k, v) for k in sorted(set(scalars) | set(arrays)) for v in _values(k, scalars, arrays)
-        ]
         # Canvas appends page/per_page verbatim, so "page=bookmark:..." keeps its colon.
         tail = urlencode(list(replace.items()), safe=":")
-        head = urlencode(pairs)
+        head = _rails_query(self.query, frozenset(replace) | frozenset(drop))
         return (
             f"{self.origin}{self.path}?{head}&{tail}"
             if head
             else f"{self.origin}{self.path}?{tail}"
         )
+
+
+@lru_cache(maxsize=64)
+def _rails_query(query: Query, removed: frozenset[str]) -> str:
+    """The query minus ``removed`` keys, sorted as Rails sorts it. Cached: a page's links
+    (current, next, prev, first, last) differ only in the keys removed here, and encoding
+    the rest once instead of five times is a tenth of a simulated semester's run time."""
+    scalars: dict[str, str] = {}
+    arrays: dict[str, list[str]] = {}
+    for key, value in query:
+        if key in removed:
+            continue
+        if key.endswith("[]"):
+            arrays.setdefault(key, []).append(value)
+        else:
+            scalars[key] = value
+    pairs = [
+        (k, v) for k in sorted(set(scalars) | set(arrays)) for v in _values(k, scalars, arrays)
+    ]
+    return urlencode(pairs)
 
 
 def _values(key: str, scalars: Mapping[str, str], arrays: Mapping[str, list[str]]) -> list[str]:

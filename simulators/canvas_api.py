@@ -81,6 +81,8 @@ _LISTED_STATES: Final = frozenset({"active", "invited"})
 # Enrollment rows that no longer give a user any access to the course.
 _GONE_STATES: Final = frozenset({"deleted", "rejected"})
 _LEARNER_TYPES: Final = frozenset({"StudentEnrollment", "ObserverEnrollment"})
+# Roles holding ``view_all_grades`` by default: they read every student's work.
+_GRADER_TYPES: Final = frozenset({"TeacherEnrollment", "TaEnrollment"})
 NOT_AUTHORIZED: Final = {
     "status": "unauthorized",
     "errors": [{"message": "user not authorized to perform that action"}],
@@ -247,6 +249,17 @@ class CanvasApi:
         learner_only = all(e.type in _LEARNER_TYPES for e in rows)
         return course.workflow_state == "available" or not learner_only
 
+    def _readable_students(self, course: Course, request: ApiRequest) -> frozenset[int] | None:
+        """Whose submissions and progress the token may read: everyone's (``None``) for a
+        service token or a teacher or TA of the course (``view_all_grades``), else only
+        the caller's own. Observers' observees are not modelled, so they read nobody's."""
+        user_id = self.tokens.user_of(_token(request))
+        if user_id is None or any(
+            e.type in _GRADER_TYPES for e in self._enrollments_of(user_id, course.id)
+        ):
+            return None
+        return frozenset({user_id})
+
     def _user_ref(self, raw: str, request: ApiRequest) -> int | None:
         """A path user id; ``self`` is the token's user (none for a service token)."""
         user_id = self.tokens.user_of(_token(request)) if raw == "self" else parse_id(raw)
@@ -365,6 +378,9 @@ class CanvasApi:
         explicit = {i for s in student_ids if (i := parse_id(s)) is not None}
         if "all" not in student_ids and len(explicit) > 100:
             return json_response(400, {"error": "too many students"})
+        readable = self._readable_students(course, request)
+        if readable is not None and not explicit <= readable:
+            return json_response(403, NOT_AUTHORIZED)  # another student's work, by id
         published = {a.id for a in self.canvas.assignments_in(course.id) if a.published}
         asked = request.params("assignment_ids[]")
         if asked:
@@ -373,8 +389,11 @@ class CanvasApi:
                 return json_response(403, {"error": "invalid assignment ids requested"})
             published = {i for i in asked_ids if i is not None}
         students = self._submission_students(course, request.param("enrollment_state"))
-        if "all" not in student_ids:
-            students &= explicit
+        caller = self.tokens.user_of(_token(request))
+        if "all" not in student_ids:  # omitted means the caller (nobody, for a service token)
+            students &= explicit if student_ids or caller is None else {caller}
+        elif readable is not None:  # for a student, "all" is everyone it may see: itself
+            students &= readable
         workflow = request.param("workflow_state")
 
         def accept(sub: Submission) -> bool:
@@ -430,6 +449,9 @@ class CanvasApi:
         student = parse_id(raw)
         if student is None or student not in self._submission_students(course, None):
             return _not_found()
+        readable = self._readable_students(course, request)
+        if readable is not None and student not in readable:
+            return json_response(403, NOT_AUTHORIZED)
         return student
 
     def _module_items(
@@ -458,6 +480,8 @@ class CanvasApi:
         assignment = None if assignment_id is None else self.canvas.assignments.get(assignment_id)
         if assignment is None or assignment.course_id != course.id or assignment.deleted:
             return _not_found()
+        if self._readable_students(course, request) is not None:
+            return json_response(403, NOT_AUTHORIZED)  # a grader's list: students use their own
         rows = [
             sub
             for user_id in sorted(self._submission_students(course, None))
@@ -484,6 +508,9 @@ class CanvasApi:
         user_id = self._user_ref(raw_user, request)
         if user_id is None:
             return _not_found()
+        readable = self._readable_students(course, request)
+        if readable is not None and user_id not in readable:
+            return json_response(403, NOT_AUTHORIZED)  # another's needs view_all_grades
         modules = sorted(self.canvas.modules_in(course.id), key=lambda m: (m.position, m.id))
         required = [
             item.id

@@ -106,7 +106,28 @@ class CredentialsApi:
         if method not in methods:
             # DRF's handler for other exceptions: "miscellaneous error", fieldErrors a string.
             return error(405, "miscellaneous error", f'Method "{method}" not allowed.')
+        owner = self._owning_issuer(request.segments)
+        if owner is not None and not self._sees(request, owner):
+            return not_found()  # Badgr hides what a token may not touch behind a 404
         return action(request)
+
+    def _sees(self, request: ApiRequest, issuer_id: str) -> bool:
+        """Whether the request's token may see ``issuer_id`` and everything under it."""
+        visible = self.tokens.issuers_of(request.bearer())
+        return visible is None or issuer_id in visible
+
+    def _owning_issuer(self, segs: tuple[str, ...]) -> str | None:
+        """The issuer that owns the entity a routed path names; ``None`` for collections.
+        Only called once :meth:`_route` found the entity, so every lookup succeeds."""
+        creds = self.credentials
+        match segs:
+            case ("v2", "issuers", issuer_id, *_):
+                return issuer_id
+            case ("v2", "badgeclasses", badge_id, *_):
+                return creds.badge_classes[badge_id].issuer_id
+            case ("v2", "assertions", assertion_id) if assertion_id != "revoke":
+                return creds.assertions[assertion_id].issuer_id
+        return None
 
     def token_grant(self, request: ApiRequest, form: Mapping[str, str]) -> HttpResponse:
         """``POST /o/token`` as django-oauth-toolkit answers it for Badgr: parameters only
@@ -134,7 +155,8 @@ class CredentialsApi:
                 )
             if not self.tokens.check_login(username, password):
                 return _oauth_error(401, "invalid_grant")
-            return _token_response(*self.tokens.issue_pair(Service.CREDENTIALS))
+            staff_of = self.tokens.login_issuers(username)
+            return _token_response(*self.tokens.issue_pair(Service.CREDENTIALS, None, staff_of))
         if grant_type == "refresh_token":
             grant = self.tokens.grant_refresh(Service.CREDENTIALS, form.get("refresh_token", ""))
             if grant is None:
@@ -150,7 +172,13 @@ class CredentialsApi:
         creds = self.credentials
         match segs:
             case ("v2", "issuers"):
-                return GET, lambda r: ok([self._issuer_json(i, r) for i in creds.issuers.values()])
+                return GET, lambda r: ok(
+                    [
+                        self._issuer_json(i, r)
+                        for i in creds.issuers.values()
+                        if self._sees(r, i.entity_id)
+                    ]
+                )
             case ("v2", "issuers", issuer_id):
                 if issuer_id not in creds.issuers:
                     return None
@@ -159,7 +187,7 @@ class CredentialsApi:
                 if issuer_id not in creds.issuers:
                     return None
                 return GET, lambda r: self._badge_classes(r, issuer_id)
-            case ("v2", "badgeclasses"):
+            case ("v2", "badgeclasses"):  # every class of every issuer the token sees
                 return GET, lambda r: self._badge_classes(r, None)
             case ("v2", "badgeclasses", badge_id, *rest) if badge_id in creds.badge_classes:
                 return self._badge_class_route(badge_id, tuple(rest))
@@ -285,9 +313,11 @@ class CredentialsApi:
             return bad_request(
                 validation_errors=[f'Expected a list of items but got type "{kind}".']
             )
-        return ok([self._revoke_item(item) for item in items], description="revoked badges")
+        return ok(
+            [self._revoke_item(item, request) for item in items], description="revoked badges"
+        )
 
-    def _revoke_item(self, item: object) -> Json:
+    def _revoke_item(self, item: object, request: ApiRequest) -> Json:
         """Only a string is an id: echoing arbitrary JSON back could nest without bound."""
         if not isinstance(item, Mapping) or not isinstance(item.get("entityId"), str):
             return {"revoked": False, "reason": "entityId is required"}
@@ -298,7 +328,7 @@ class CredentialsApi:
             return {**out, "reason": "revocationReason is required"}
         out["revocationReason"] = reason
         assertion = self.credentials.assertions.get(entity_id)
-        if assertion is None:
+        if assertion is None or not self._sees(request, assertion.issuer_id):
             return {**out, "reason": "permission denied or object not found"}
         if assertion.revoked:  # str() of the Django ValidationError Badgr raises
             return {**out, "reason": "['Assertion is already revoked']"}
@@ -354,7 +384,8 @@ class CredentialsApi:
             (
                 (seq, badge)
                 for seq, badge in enumerate(self.credentials.badge_classes.values())
-                if issuer_id is None or badge.issuer_id == issuer_id
+                if badge.issuer_id == issuer_id
+                or (issuer_id is None and self._sees(request, badge.issuer_id))
             ),
             key=lambda row: (row[1].created_at, row[0]),
             reverse=True,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import math
 import socket
 import struct
@@ -40,7 +41,6 @@ from simulators.services import Services
 from simulators.tokens import Service
 from simulators.world import World
 
-LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 _GONE: Final = frozenset({"deleted", "rejected"})
 SIM_USERNAME: Final = "admin@credentials.test"
 SIM_PASSWORD: Final = "credsync-simulator"
@@ -156,11 +156,19 @@ def serve_forever(
 
 
 def exposure_warning(host: str) -> str | None:
-    """The line to print when the servers are reachable from beyond this machine: the
-    tokens serve_info prints grant full access to both services."""
-    if host in LOOPBACK_HOSTS:
+    """The line to print when the servers may be reachable from beyond this machine: the
+    tokens serve_info prints grant full access to both services. Only ``localhost`` and
+    loopback addresses (127.0.0.0/8, ::1) are quiet; any other name may resolve anywhere."""
+    if host == "localhost" or _is_loopback_address(host):
         return None
     return f"warning: {host} binds beyond loopback; whoever reaches it can use these tokens"
+
+
+def _is_loopback_address(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name, not an address
+        return False
 
 
 # --------------------------------------------------------------------------- internals

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 from simulators.clock import VirtualClock
@@ -29,15 +29,19 @@ class Service(Enum):
 @dataclass
 class Token:
     """An access token. ``user_id`` is the Canvas user it acts as; ``None`` is a service
-    (admin) token, which is what the sync holds in simulations and which sees everything."""
+    (admin) token, which is what the sync holds in simulations and which sees everything.
+    The value stays out of ``repr`` so a token printed in a failure or a log is no leak."""
 
-    value: str
+    value: str = field(repr=False)
     service: Service
     expires_at: float
     user_id: int | None = None
     # Canvas scopes ("url:GET|/api/v1/courses/:course_id/enrollments") when the developer
     # key that issued it is scoped; None means every route.
     scopes: frozenset[str] | None = None
+    # The Credentials issuers it may see (Badgr's ``rw:issuer:<id>`` scope, or the issuers
+    # its login is staff of); None means every issuer.
+    issuers: frozenset[str] | None = None
 
 
 @dataclass
@@ -45,11 +49,12 @@ class RefreshToken:
     """A refresh token and the access token it last produced, which the next refresh kills
     (Canvas regenerates the token on the same row; Badgr revokes the old pair)."""
 
-    value: str
+    value: str = field(repr=False)
     service: Service
     user_id: int | None
-    access: str
+    access: str = field(repr=False)
     alive: bool = True
+    issuers: frozenset[str] | None = None
 
 
 class TokenStore:
@@ -60,7 +65,7 @@ class TokenStore:
         self._tokens: dict[str, Token] = {}
         self._refresh: dict[str, RefreshToken] = {}
         self._clients: dict[tuple[Service, str], str] = {}
-        self._logins: dict[str, str] = {}
+        self._logins: dict[str, tuple[str, frozenset[str] | None]] = {}
         self._issued = 0
 
     def _next_value(self, service: Service, kind: str) -> str:
@@ -73,14 +78,28 @@ class TokenStore:
         user_id: int | None = None,
         ttl: float | None = None,
         scopes: frozenset[str] | None = None,
+        issuers: frozenset[str] | None = None,
     ) -> str:
         """A new access token. ``ttl=None`` is the service's OAuth lifetime; a manually
         generated Canvas token may never expire, so ``ttl=float("inf")`` is allowed.
-        ``scopes`` limits a Canvas token to those routes, as a scoped developer key does."""
+        ``scopes`` limits a Canvas token to those routes, as a scoped developer key does;
+        ``issuers`` limits a Credentials token to those issuers, as ``rw:issuer:<id>`` does."""
         value = self._next_value(service, "token")
         lifetime = service.ttl if ttl is None else ttl
-        self._tokens[value] = Token(value, service, self._clock.now + lifetime, user_id, scopes)
+        expires_at = self._clock.now + lifetime
+        self._tokens[value] = Token(value, service, expires_at, user_id, scopes, issuers)
         return value
+
+    def issuers_of(self, value: str | None) -> frozenset[str] | None:
+        """The issuers a Credentials token may see; ``None`` for every issuer."""
+        token = self._tokens.get(value) if value is not None else None
+        return None if token is None else token.issuers
+
+    def secrets(self) -> frozenset[str]:
+        """Every credential this store ever issued or was given: access and refresh tokens,
+        client secrets and passwords, live or dead. What a leak check greps artifacts for."""
+        passwords = {password for password, _ in self._logins.values()}
+        return frozenset({*self._tokens, *self._refresh, *self._clients.values(), *passwords})
 
     def scopes_of(self, value: str | None) -> frozenset[str] | None:
         token = self._tokens.get(value) if value is not None else None
@@ -117,15 +136,21 @@ class TokenStore:
         if old is None:
             raise KeyError("unknown token")
         self.expire(value)
-        return self.issue(old.service, old.user_id)
+        return self.issue(old.service, old.user_id, scopes=old.scopes, issuers=old.issuers)
 
     # ------------------------------------------------------------------ OAuth grants
 
-    def issue_pair(self, service: Service, user_id: int | None = None) -> tuple[str, str]:
-        """(access, refresh) as an authorization-code or password grant hands them out."""
-        access = self.issue(service, user_id)
+    def issue_pair(
+        self,
+        service: Service,
+        user_id: int | None = None,
+        issuers: frozenset[str] | None = None,
+    ) -> tuple[str, str]:
+        """(access, refresh) as an authorization-code or password grant hands them out;
+        every token the refresh token later yields sees the same ``issuers``."""
+        access = self.issue(service, user_id, issuers=issuers)
         refresh = self._next_value(service, "refresh")
-        self._refresh[refresh] = RefreshToken(refresh, service, user_id, access)
+        self._refresh[refresh] = RefreshToken(refresh, service, user_id, access, issuers=issuers)
         return access, refresh
 
     def grant_refresh(self, service: Service, value: str) -> tuple[str, str, int | None] | None:
@@ -140,7 +165,7 @@ class TokenStore:
             grant.access = self.issue(service, grant.user_id)
             return grant.access, value, grant.user_id
         grant.alive = False
-        access, refresh = self.issue_pair(service, grant.user_id)
+        access, refresh = self.issue_pair(service, grant.user_id, grant.issuers)
         return access, refresh, grant.user_id
 
     def add_client(self, service: Service, client_id: str, secret: str) -> None:
@@ -150,12 +175,19 @@ class TokenStore:
     def client_secret(self, service: Service, client_id: str) -> str | None:
         return self._clients.get((service, client_id))
 
-    def add_login(self, username: str, password: str) -> None:
-        """A Credentials account the password grant accepts."""
-        self._logins[username] = password
+    def add_login(
+        self, username: str, password: str, issuers: frozenset[str] | None = None
+    ) -> None:
+        """A Credentials account the password grant accepts. ``issuers`` are those it is
+        staff of, which its tokens then see alone; ``None`` is a platform admin's account."""
+        self._logins[username] = (password, issuers)
 
     def check_login(self, username: str, password: str) -> bool:
-        return username in self._logins and self._logins[username] == password
+        return username in self._logins and self._logins[username][0] == password
+
+    def login_issuers(self, username: str) -> frozenset[str] | None:
+        """The issuers a known login is staff of (``None``: every issuer)."""
+        return self._logins[username][1]
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
