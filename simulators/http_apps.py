@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine, Mapping
+from copy import deepcopy
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl, quote
@@ -36,6 +37,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from simulators import openapi as oa
 from simulators.api import ApiRequest, json_response
 from simulators.canvas_api import CanvasApi
 from simulators.credentials_api import CredentialsApi, error
@@ -62,60 +64,214 @@ class DroppedReset(ConnectionDropped, httpx.ReadError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One declared route; ``body`` says whether it reads a JSON body (for the docs)."""
+    """One declared route and what it answers (see :mod:`simulators.openapi`)."""
 
     method: str
     path: str
     summary: str
-    body: bool = False
+    doc: oa.Doc
 
 
+_COURSE: Final = "/api/v1/courses/{course_id}"
 CANVAS_ENDPOINTS: Final = (
-    Endpoint("GET", "/api/v1/courses", "Courses of the token's user (all for a service token)"),
-    Endpoint("GET", "/api/v1/courses/{course_id}", "One course"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/enrollments", "Enrollments (bookmark pages)"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/users", "Users in a course"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/search_users", "Users in a course"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/users/{user_id}", "One user in a course"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/users/{user_id}/progress", "Course progress"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/sections", "Sections"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/assignments", "Assignments"),
     Endpoint(
         "GET",
-        "/api/v1/courses/{course_id}/assignments/{assignment_id}/submissions",
+        "/api/v1/courses",
+        "Courses of the token's user (all for a service token)",
+        oa.canvas(oa.array(oa.COURSE), queries=oa.PAGES),
+    ),
+    Endpoint("GET", _COURSE, "One course", oa.in_course(oa.COURSE)),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/enrollments",
+        "Enrollments (bookmark pages)",
+        oa.in_course(oa.array(oa.ENROLLMENT), queries=(*oa.PAGES, "type[]", "state[]")),
+    ),
+    *(
+        Endpoint(
+            "GET",
+            f"{_COURSE}/{name}",
+            "Users in a course",
+            oa.in_course(
+                oa.array(oa.COURSE_USER),
+                queries=(*oa.PAGES, "enrollment_type[]", "enrollment_state[]", "include[]"),
+            ),
+        )
+        for name in ("users", "search_users")
+    ),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/users/{{user_id}}",
+        "One user in a course",
+        oa.in_course(oa.COURSE_USER, queries=("include[]",)),
+    ),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/users/{{user_id}}/progress",
+        "Course progress",
+        oa.canvas(oa.PROGRESS, errors={400: oa.NO_PROGRESS, 403: oa.CANVAS_ERRORS}),
+    ),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/sections",
+        "Sections",
+        oa.in_course(oa.array(oa.SECTION), queries=oa.PAGES),
+    ),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/assignments",
+        "Assignments",
+        oa.in_course(oa.array(oa.ASSIGNMENT), queries=oa.PAGES),
+    ),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/assignments/{{assignment_id}}/submissions",
         "One assignment's submissions",
+        oa.in_course(oa.array(oa.SUBMISSION), queries=oa.PAGES),
     ),
     Endpoint(
         "GET",
-        "/api/v1/courses/{course_id}/students/submissions",
+        f"{_COURSE}/students/submissions",
         "Submissions of many students (bookmark pages)",
+        oa.canvas(
+            oa.array(oa.SUBMISSION),
+            errors={400: oa.SUBMISSIONS_400, 403: oa.SUBMISSIONS_403},
+            queries=(
+                *oa.PAGES,
+                "student_ids[]",
+                "assignment_ids[]",
+                "graded_since",
+                "submitted_since",
+                "enrollment_state",
+                "workflow_state",
+            ),
+        ),
     ),
-    Endpoint("GET", "/api/v1/courses/{course_id}/quizzes", "Classic quizzes"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/modules", "Modules"),
-    Endpoint("GET", "/api/v1/courses/{course_id}/modules/{module_id}/items", "Module items"),
-    Endpoint("GET", "/api/v1/users/{user_id}", "One user (``self`` is the token's user)"),
-    Endpoint("GET", "/api/v1/users/{user_id}/courses", "A user's courses"),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/quizzes",
+        "Classic quizzes",
+        oa.in_course(oa.array(oa.QUIZ), queries=oa.PAGES),
+    ),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/modules",
+        "Modules",
+        oa.in_course(oa.array(oa.MODULE), queries=(*oa.PAGES, "include[]", "student_id")),
+    ),
+    Endpoint(
+        "GET",
+        f"{_COURSE}/modules/{{module_id}}/items",
+        "Module items",
+        oa.in_course(oa.array(oa.MODULE_ITEM), queries=(*oa.PAGES, "student_id")),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/users/{user_id}",
+        "One user (``self`` is the token's user)",
+        oa.canvas(oa.FULL_USER),
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/users/{user_id}/courses",
+        "A user's courses",
+        oa.canvas(oa.array(oa.COURSE), errors={403: oa.CANVAS_ERRORS}, queries=oa.PAGES),
+    ),
 )
 
 _GROUP: Final = "/v2/issuers/{issuer_id}/recipient-groups/{group_id}"
+_LISTED: Final = (*oa.PAGED, "include_revoked", "include_expired", "recipient")
 CREDENTIALS_ENDPOINTS: Final = (
-    Endpoint("GET", "/v2/issuers", "Issuers"),
-    Endpoint("GET", "/v2/issuers/{issuer_id}", "One issuer"),
-    Endpoint("GET", "/v2/issuers/{issuer_id}/badgeclasses", "An issuer's badge classes"),
-    Endpoint("GET", "/v2/badgeclasses", "Badge classes"),
-    Endpoint("GET", "/v2/badgeclasses/{badge_id}", "One badge class"),
-    Endpoint("GET", "/v2/badgeclasses/{badge_id}/assertions", "Awards of a badge class"),
-    Endpoint("POST", "/v2/badgeclasses/{badge_id}/assertions", "Award one badge", body=True),
-    Endpoint("POST", "/v2/badgeclasses/{badge_id}/issue", "Award many (all or nothing)", True),
+    Endpoint("GET", "/v2/issuers", "Issuers", oa.badgr(200, oa.ISSUER)),
+    Endpoint(
+        "GET", "/v2/issuers/{issuer_id}", "One issuer", oa.badgr(200, oa.ISSUER, errors=(404,))
+    ),
+    Endpoint(
+        "GET",
+        "/v2/issuers/{issuer_id}/badgeclasses",
+        "An issuer's badge classes",
+        oa.badgr(200, oa.BADGE_CLASS, errors=(404,), queries=oa.PAGED),
+    ),
+    Endpoint(
+        "GET",
+        "/v2/badgeclasses",
+        "Badge classes",
+        oa.badgr(200, oa.BADGE_CLASS, errors=(404,), queries=oa.PAGED),
+    ),
+    Endpoint(
+        "GET",
+        "/v2/badgeclasses/{badge_id}",
+        "One badge class",
+        oa.badgr(200, oa.BADGE_CLASS, errors=(404,)),
+    ),
+    Endpoint(
+        "GET",
+        "/v2/badgeclasses/{badge_id}/assertions",
+        "Awards of a badge class",
+        oa.badgr(200, oa.ASSERTION, errors=(404,), queries=_LISTED),
+    ),
+    Endpoint(
+        "POST",
+        "/v2/badgeclasses/{badge_id}/assertions",
+        "Award one badge",
+        oa.badgr(201, oa.ASSERTION, errors=(400, 404), body=oa.AWARD),
+    ),
+    Endpoint(
+        "POST",
+        "/v2/badgeclasses/{badge_id}/issue",
+        "Award many (all or nothing)",
+        oa.badgr(201, oa.ASSERTION, errors=(400, 404), body=oa.ISSUE),
+    ),
     # Declared before /v2/assertions/{assertion_id}, which would otherwise match it.
-    Endpoint("POST", "/v2/assertions/revoke", "Revoke many (always 200)", body=True),
-    Endpoint("GET", "/v2/assertions/{assertion_id}", "One award, revoked or not"),
-    Endpoint("DELETE", "/v2/assertions/{assertion_id}", "Revoke one award", body=True),
-    Endpoint("GET", f"{_GROUP}/members", "Group members (modelled API)"),
-    Endpoint("PUT", f"{_GROUP}/members/{{user_id}}", "Create or replace a member", body=True),
-    Endpoint("DELETE", f"{_GROUP}/members/{{user_id}}", "Remove a member"),
-    Endpoint("GET", f"{_GROUP}/leaderboard", "The group's leaderboard"),
-    Endpoint("PUT", f"{_GROUP}/leaderboard", "Publish the leaderboard", body=True),
+    Endpoint(
+        "POST",
+        "/v2/assertions/revoke",
+        "Revoke many (always 200)",
+        oa.badgr(200, oa.REVOKED_ITEM, errors=(400,), body=oa.REVOKE_MANY),
+    ),
+    # An assertion id of "revoke" lands on the batch route, which only takes POST: 405.
+    Endpoint(
+        "GET",
+        "/v2/assertions/{assertion_id}",
+        "One award, revoked or not",
+        oa.badgr(200, oa.ASSERTION, errors=(404, 405)),
+    ),
+    Endpoint(
+        "DELETE",
+        "/v2/assertions/{assertion_id}",
+        "Revoke one award",
+        oa.badgr(200, oa.ASSERTION, errors=(400, 404, 405), body=oa.REVOKE_ONE),
+    ),
+    Endpoint(
+        "GET",
+        f"{_GROUP}/members",
+        "Group members (modelled API)",
+        oa.badgr(200, oa.MEMBER, errors=(404,), queries=oa.PAGED),
+    ),
+    Endpoint(
+        "PUT",
+        f"{_GROUP}/members/{{user_id}}",
+        "Create (201) or replace (200) a member",
+        oa.badgr(201, oa.MEMBER, also=(200,), errors=(400, 404), body=oa.MEMBER_PUT),
+    ),
+    Endpoint(
+        "DELETE",
+        f"{_GROUP}/members/{{user_id}}",
+        "Remove a member",
+        oa.badgr(204, None, errors=(404,)),
+    ),
+    Endpoint(
+        "GET",
+        f"{_GROUP}/leaderboard",
+        "The group's leaderboard",
+        oa.badgr(200, oa.LEADERBOARD_ROW, errors=(404,)),
+    ),
+    Endpoint(
+        "PUT",
+        f"{_GROUP}/leaderboard",
+        "Publish the leaderboard",
+        oa.badgr(200, oa.LEADERBOARD_ROW, errors=(400, 404), body=oa.LEADERBOARD_PUT),
+    ),
 )
 
 CANVAS_TOKEN_PATH: Final = "/login/oauth2/token"
@@ -133,7 +289,8 @@ def canvas_app(services: Services) -> FastAPI:
         return CanvasApi(world.canvas, world.tokens).token_grant(request, form)
 
     app = _build("Simulated Canvas LMS", services, Service.CANVAS, CANVAS_ENDPOINTS, _canvas_error)
-    _add_token_route(app, CANVAS_TOKEN_PATH, "OAuth2 refresh grant (never faulted)", grant)
+    summary = "OAuth2 refresh grant (never faulted)"
+    _add_token_route(app, CANVAS_TOKEN_PATH, summary, grant, oa.CANVAS_GRANT)
     return app
 
 
@@ -152,7 +309,7 @@ def credentials_app(services: Services) -> FastAPI:
         error,
     )
     summary = "OAuth2 password, refresh and client-credentials grants (never faulted)"
-    _add_token_route(app, CREDENTIALS_TOKEN_PATH, summary, grant)
+    _add_token_route(app, CREDENTIALS_TOKEN_PATH, summary, grant, oa.CREDENTIALS_GRANT)
     return app
 
 
@@ -186,12 +343,15 @@ def _build(
             serve,
             methods=[endpoint.method],
             summary=endpoint.summary,
+            status_code=endpoint.doc.status,
+            response_class=Response,  # no default body schema: the doc says it all
+            responses=endpoint.doc.responses(),
             openapi_extra=_openapi_extra(endpoint),
         )
     return app
 
 
-def _add_token_route(app: FastAPI, path: str, summary: str, grant: TokenGrant) -> None:
+def _add_token_route(app: FastAPI, path: str, summary: str, grant: TokenGrant, doc: oa.Doc) -> None:
     """A token endpoint reads a form body (any other body counts as no parameters) and
     calls the grant directly: grants are not API requests and are never faulted."""
 
@@ -204,9 +364,15 @@ def _add_token_route(app: FastAPI, path: str, summary: str, grant: TokenGrant) -
             form = dict(parse_qsl((await request.body()).decode("utf-8", "replace")))
         return _response(grant(api_request, form))
 
-    body = {"content": {FORM_TYPE: {"schema": {"type": "object"}}}}
+    body = {"content": {FORM_TYPE: {"schema": doc.body}}}
     app.add_api_route(
-        path, token, methods=["POST"], summary=summary, openapi_extra={"requestBody": body}
+        path,
+        token,
+        methods=["POST"],
+        summary=summary,
+        response_class=Response,
+        responses=doc.responses(),
+        openapi_extra={"requestBody": body},
     )
 
 
@@ -279,17 +445,18 @@ def _response(response: HttpResponse) -> Response:
 
 
 def _openapi_extra(endpoint: Endpoint) -> dict[str, object]:
-    """Path parameters documented as strings (not declared to FastAPI, so never
-    validated), plus the JSON body a write reads."""
+    """Path and query parameters documented as strings (not declared to FastAPI, so never
+    validated: the handlers parse them), plus the JSON body a write reads."""
     names = [part[1:-1] for part in endpoint.path.split("/") if part.startswith("{")]
+    string = {"type": "string"}
     extra: dict[str, object] = {
         "parameters": [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
-            for name in names
+            *({"name": name, "in": "path", "required": True, "schema": string} for name in names),
+            *({"name": name, "in": "query", "schema": string} for name in endpoint.doc.queries),
         ]
     }
-    if endpoint.body:
-        content: dict[str, object] = {"application/json": {"schema": {}}}
+    if endpoint.doc.body is not None:
+        content = {"application/json": {"schema": deepcopy(endpoint.doc.body)}}
         extra["requestBody"] = {"required": True, "content": content}
     return extra
 

@@ -94,9 +94,19 @@ def target() -> Iterator[Target]:
     for service, client in clients.items():
         paths = loop.run_until_complete(client.get("/openapi.json")).json()["paths"]
         routes += [(service, m.upper(), p) for p, ops in sorted(paths.items()) for m in ops]
+    tokens = {service: world.tokens.issue(service) for service in Service}
+    yield Target(loop, clients, routes, known_ids(world), tokens)
+    for client in clients.values():
+        loop.run_until_complete(client.aclose())
+    loop.close()
+
+
+def known_ids(world: World) -> dict[str, list[str]]:
+    """Real values for each path parameter name (after awarding one badge, so there is an
+    assertion to aim at), so fuzzed requests get past the 404s to the handlers' logic."""
     creds, canvas = world.credentials, world.canvas
     first_award = creds.award(next(iter(creds.badge_classes)), "fuzz@x.edu").entity_id
-    ids = {
+    return {
         "course_id": [str(c) for c in canvas.courses],
         "user_id": ["self", *(str(u) for u in list(canvas.users)[:5])],
         "assignment_id": [str(a) for a in canvas.assignments],
@@ -106,11 +116,6 @@ def target() -> Iterator[Target]:
         "assertion_id": [first_award, "revoke"],
         "group_id": list(creds.groups),
     }
-    tokens = {service: world.tokens.issue(service) for service in Service}
-    yield Target(loop, clients, routes, ids, tokens)
-    for client in clients.values():
-        loop.run_until_complete(client.aclose())
-    loop.close()
 
 
 def _client(app: Any, base_url: str) -> httpx.AsyncClient:
