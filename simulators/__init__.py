@@ -3,26 +3,67 @@
 Build a :class:`World` (or :meth:`World.small`), link courses, and drive the sync engine
 through a :class:`MemoryTransport` whose :class:`FaultPlan` draws every fault from an
 injected :class:`ChoiceSource`.
+
+The names below load on first use (PEP 562): credsync's pytest plugin lives in this
+package and is imported by every pytest run of anyone who installs credsync, which must not
+pay for Faker, Hypothesis and the fakes unless a test uses them.
 """
 
-from simulators.api import ApiRequest
-from simulators.canvas import Canvas
-from simulators.canvas_api import CanvasApi
-from simulators.clock import VirtualClock, iso, iso_micro
-from simulators.credentials import Credentials
-from simulators.credentials_api import CredentialsApi
-from simulators.faults import (
-    ChoiceSource,
-    FaultKind,
-    FaultPlan,
-    FaultRates,
-    HypothesisChoices,
-    SeededChoices,
-)
-from simulators.services import Dropped, Services
-from simulators.tokens import Service, TokenStore
-from simulators.transport import MemoryTransport
-from simulators.world import Link, World
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from simulators.api import ApiRequest
+    from simulators.canvas import Canvas
+    from simulators.canvas_api import CanvasApi
+    from simulators.clock import VirtualClock, iso, iso_micro
+    from simulators.credentials import Credentials
+    from simulators.credentials_api import CredentialsApi
+    from simulators.faults import (
+        ChoiceSource,
+        FaultKind,
+        FaultPlan,
+        FaultRates,
+        HypothesisChoices,
+        SeededChoices,
+    )
+    from simulators.services import Dropped, Services
+    from simulators.tokens import Service, TokenStore
+    from simulators.transport import MemoryTransport
+    from simulators.world import Link, World
+
+_HOME = {
+    "ApiRequest": "api",
+    "Canvas": "canvas",
+    "CanvasApi": "canvas_api",
+    "VirtualClock": "clock",
+    "iso": "clock",
+    "iso_micro": "clock",
+    "Credentials": "credentials",
+    "CredentialsApi": "credentials_api",
+    "ChoiceSource": "faults",
+    "FaultKind": "faults",
+    "FaultPlan": "faults",
+    "FaultRates": "faults",
+    "HypothesisChoices": "faults",
+    "SeededChoices": "faults",
+    "Dropped": "services",
+    "Services": "services",
+    "Service": "tokens",
+    "TokenStore": "tokens",
+    "MemoryTransport": "transport",
+    "Link": "world",
+    "World": "world",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _HOME:
+        raise AttributeError(f"module 'simulators' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"simulators.{_HOME[name]}"), name)
+
 
 __all__ = [
     "ApiRequest",
