@@ -21,13 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import tomli_w
-from hypothesis import HealthCheck, Phase, settings
-from hypothesis import seed as hypothesis_seed
-from hypothesis.stateful import run_state_machine_as_test
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from scenarios.fuzzing import Plan, Target, fuzz, open_database
 from scenarios.report import render_html
 from scenarios.scenario import (
     ENGINES,
@@ -43,11 +41,14 @@ from scenarios.scenario import (
     run,
 )
 from scenarios.symptoms import PREDICATES
-from simulators.invariants import Violation
-from simulators.machine import SyncMachine
 
 TRACE_FORMAT = "credsync-trace/1"
 _VIOLATION = re.compile(r"^([a-z-]+) broken in course", re.MULTILINE)
+_ENDED = {
+    "found": "found a failure",
+    "stopped": "stopped by another's failure",
+    "budget": "budget spent",
+}
 
 
 def add_commands(commands: Any) -> None:
@@ -91,7 +92,29 @@ def add_commands(commands: Any) -> None:
         metavar="FILE.toml",
         help="where to write a counterexample (default: fuzz-<engine>-<seed>.toml)",
     )
+    fuzz.add_argument(
+        "--workers",
+        type=_positive,
+        default=1,
+        metavar="N",
+        help="processes fuzzing at once, sharing the database (default 1: this one)",
+    )
+    fuzz.add_argument(
+        "--database",
+        metavar="DIR|redis://HOST:PORT/DB",
+        help="Hypothesis example database: saves what is found, replays it first (default none)",
+    )
     fuzz.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
 
 
 def dispatch(args: argparse.Namespace) -> int:
@@ -398,75 +421,71 @@ def replay_command(args: argparse.Namespace) -> int:
 
 
 def fuzz_command(args: argparse.Namespace) -> int:
-    """Run the state machine in batches of examples until the budget is spent or it fails.
+    """Run the state machine in seeded batches until the budget is spent or it fails.
 
     Each batch has its own Hypothesis seed derived from ``--seed``, so a run is repeatable
-    batch by batch (how far it gets in the budget depends on the machine's speed). On a
-    failure Hypothesis shrinks it, and the shrunk run, which it replays last, is written as
-    a scenario file and run once more to confirm it reproduces."""
-    new_engine, restore_engine = ENGINES[args.engine]
-    counted: list[int] = [0]
-
-    hunted = None if args.symptom is None else PREDICATES[args.symptom]
-
-    class Fuzzed(SyncMachine):
-        def teardown(self) -> None:
-            counted[0] += 1
-            super().teardown()
-
-        def relevant(self, violation: Violation) -> bool:
-            return hunted is None or hunted(self.world, violation)
-
-    Fuzzed.new_engine = new_engine  # type: ignore[assignment]
-    Fuzzed.restore_engine = restore_engine  # type: ignore[assignment]
-    Fuzzed.__name__ = f"{args.engine.capitalize()}Machine"
-    budget = settings(
-        max_examples=25,
-        stateful_step_count=40,
-        deadline=None,
-        database=None,
-        derandomize=False,
-        report_multiple_bugs=False,
-        phases=[Phase.generate, Phase.target, Phase.shrink],
-        suppress_health_check=list(HealthCheck),
+    batch by batch (how far it gets in the budget depends on the machine's speed); with
+    ``--workers N`` the batches are shared out among N processes (see
+    :mod:`scenarios.fuzzing`). On a failure Hypothesis shrinks it, and the shrunk run, which
+    it replays last, is written as a scenario file and run once more to confirm it
+    reproduces."""
+    if args.database is not None:
+        open_database(args.database)  # a bad one is refused before any worker starts
+    target = Target(args.engine, args.symptom)
+    plan = Plan(
+        target, args.seed, args.workers, time.monotonic() + 60 * args.minutes, args.database
     )
-    end = time.monotonic() + 60 * args.minutes
-    failure: AssertionError | None = None
-    batch = 0
     console = Console(stderr=True)
     with _bar(console, "{task.fields[examples]} examples") as progress:
-        label = f"fuzzing the {args.engine} engine"
+        label = f"fuzzing the {args.engine} engine" + (
+            "" if args.workers == 1 else f" ({args.workers} workers)"
+        )
         task = progress.add_task(label, total=60 * args.minutes, examples=0)
         started = time.monotonic()
-        while time.monotonic() < end:
-            machine = hypothesis_seed(args.seed * 100_003 + batch)(Fuzzed)
-            batch += 1
-            try:
-                run_state_machine_as_test(machine, settings=budget)
-            except AssertionError as exc:
-                failure = exc
-                break
-            finally:
-                elapsed = time.monotonic() - started
-                progress.update(task, completed=elapsed, examples=counted[0])
+
+        def advance(examples: int) -> None:
+            progress.update(task, completed=time.monotonic() - started, examples=examples)
+
+        outcomes = fuzz(plan, advance)
+    found = next((o for o in outcomes if o.ended == "found"), None)
+    examples = sum(o.examples for o in outcomes)
     summary: dict[str, Any] = {
         "engine": args.engine,
         "seed": args.seed,
         "symptom": args.symptom,
-        "examples": counted[0],
-        "found": failure is not None,
+        "database": args.database,
+        "examples": examples,
+        "workers": [
+            {"worker": o.worker, "pid": o.pid, "examples": o.examples, "ended": o.ended}
+            for o in sorted(outcomes, key=lambda o: o.worker)
+        ],
+        "found": found is not None,
     }
-    if failure is None:
+    per_worker = (
+        []
+        if args.workers == 1
+        else [
+            f"  worker {o.worker} (pid {o.pid}): {o.examples} examples, {_ENDED[o.ended]}"
+            for o in sorted(outcomes, key=lambda o: o.worker)
+        ]
+    )
+    if found is None:
         summary["message"] = "no invariant broke within the budget"
-        _say(args, summary, [f"{counted[0]} examples, no invariant broke: nothing to write"])
+        _say(
+            args,
+            summary,
+            [f"{examples} examples, no invariant broke: nothing to write", *per_worker],
+        )
         return 0
-    recording = Fuzzed.last_run
-    assert recording is not None
-    broken = sorted(set(_VIOLATION.findall(str(failure))))
+    failure, recording = found.failure, found.recording
+    assert failure is not None and recording is not None
+    broken = sorted(set(_VIOLATION.findall(failure)))
     hunt = "" if args.symptom is None else f"-symptom{args.symptom}"
     out = args.out or Path(f"fuzz-{args.engine}{hunt}-{args.seed}.toml")
-    command = f"credsync fuzz --engine {args.engine} --seed {args.seed}" + (
-        "" if args.symptom is None else f" --symptom {args.symptom}"
+    command = (
+        f"credsync fuzz --engine {args.engine} --seed {args.seed}"
+        + ("" if args.symptom is None else f" --symptom {args.symptom}")
+        + ("" if args.workers == 1 else f" --workers {args.workers}")
     )
     scenario_data = {
         "name": out.stem,
@@ -486,7 +505,7 @@ def fuzz_command(args: argparse.Namespace) -> int:
         "in `draws`, replayed in order).\n"
         f"# Run it: credsync scenario run {out} --engine {args.engine}\n"
         "# What Hypothesis reported:\n"
-        + "".join(f"#   {line}\n" for line in str(failure).splitlines()[:12])
+        + "".join(f"#   {line}\n" for line in failure.splitlines()[:12])
     )
     out.write_text(comment + tomli_w.dumps(scenario_data), encoding="utf-8")
     confirm = run(load(str(out)), args.engine)
@@ -499,8 +518,9 @@ def fuzz_command(args: argparse.Namespace) -> int:
         }
     )
     lines = [
-        f"{counted[0]} examples; Hypothesis found and shrank a failure: {', '.join(broken)}",
-        *[f"  {line}" for line in str(failure).splitlines()[:6]],
+        f"{examples} examples; Hypothesis found and shrank a failure: {', '.join(broken)}",
+        *per_worker,
+        *[f"  {line}" for line in failure.splitlines()[:6]],
         f"wrote {out} ({summary['actions']} actions); "
         + (
             "running it again reproduces the failure"
