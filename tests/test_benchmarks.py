@@ -180,8 +180,28 @@ def test_a_failing_group_is_reported_and_the_others_still_run(
     out = tmp_path / "bench.json"
     assert bench_main.main(["--json", str(out)]) == 1
     report = json.loads(out.read_text(encoding="utf-8"))
-    assert [r["figure"] for r in report["results"]] == ["9a"]
+    assert [r["figure"] for r in report["results"]] == ["9a", "time"]
     assert report["errors"] == {"8": "RuntimeError: the fake would not start"}
+
+
+@pytest.mark.parametrize(("quick", "budget"), [(True, "< 120 s"), (False, "< 600 s")])
+def test_a_run_of_every_group_is_judged_against_its_time_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, quick: bool, budget: str
+) -> None:
+    """The budget row times the whole run (here a stand-in clock: 30 s per group and
+    400 s for the slow one) and is left out when ``--only`` picks groups."""
+    ticks = iter([0.0, 0.0, 30.0, 30.0, 430.0, 430.0])
+    monkeypatch.setattr(bench_main.time, "perf_counter", lambda: next(ticks))
+
+    def fine(quick: bool) -> list[measure.Result]:
+        return [measure.Result("9a", "fine", 1.0, measure.Goal("<=", 2))]
+
+    monkeypatch.setattr(bench_main, "FIGURES", {"8": fine, "9": fine})
+    out = tmp_path / "bench.json"
+    assert bench_main.main([*(["--quick"] if quick else []), "--json", str(out)]) == 0
+    (row,) = [r for r in json.loads(out.read_text())["results"] if r["figure"] == "time"]
+    assert (row["value"], row["goal"], row["met"]) == (430.0, budget, not quick)
+    assert row["details"] == {"seconds_per_group": {"8": 30.0, "9": 400.0}}
 
 
 def test_only_names_a_known_group() -> None:
