@@ -8,23 +8,26 @@ modelled ``recipient-groups`` endpoints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
 
 from sync_core.canvas import Malformed, shown
 from sync_core.commands import LeaderboardEntry
 
 
-@dataclass(frozen=True)
-class Assertion:
+class Assertion(NamedTuple):
+    """One assertion as read. An immutable named tuple rather than a frozen dataclass: a
+    full round reads every assertion of the course, and a tuple builds several times faster."""
+
     entity_id: str
     badge_class: str
     email: str
     revoked: bool
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(NamedTuple):
+    """A group member as read or wanted (a named tuple, as :class:`Assertion`)."""
+
     user_id: int
     email: str
     name: str
@@ -58,7 +61,7 @@ def parse_assertion(record: object) -> Assertion:
     (unhashed), lowercased as Credentials stores it."""
     rec = _mapping(record)
     recipient = rec.get("recipient")
-    if not isinstance(recipient, Mapping):
+    if type(recipient) is not dict and not isinstance(recipient, Mapping):
         raise Malformed(f"'recipient' must be an object, got {shown(recipient)}")
     identity = recipient.get("plaintextIdentity")
     if not isinstance(identity, str):
@@ -73,10 +76,41 @@ def parse_assertion(record: object) -> Assertion:
     )
 
 
+def parse_assertions(records: Iterable[object], into: list[Assertion]) -> list[str]:
+    """:func:`parse_assertion` over a page, appending to ``into``, the common record (an
+    object whose recipient shows a plain email) checked inline: a full round reads every
+    assertion of the course. Returns the quarantine reasons."""
+    reasons: list[str] = []
+    for record in records:
+        if type(record) is dict:
+            recipient = record.get("recipient")
+            entity_id = record.get("entityId")
+            badge = record.get("badgeclass")
+            if type(recipient) is dict and type(entity_id) is str and type(badge) is str:
+                identity = recipient.get("plaintextIdentity")
+                if type(identity) is not str:
+                    identity = recipient.get("identity")
+                if (
+                    type(identity) is str
+                    and entity_id
+                    and badge
+                    and "@" in identity
+                    and not identity.startswith("sha256$")
+                ):
+                    revoked = record.get("revoked") is True
+                    into.append(Assertion(entity_id, badge, identity.strip().lower(), revoked))
+                    continue
+        try:
+            into.append(parse_assertion(record))
+        except Malformed as exc:
+            reasons.append(str(exc))
+    return reasons
+
+
 def parse_member(record: object) -> Member:
     rec = _mapping(record)
     earned = rec.get("earned", [])
-    if not isinstance(earned, list) or not all(isinstance(b, str) for b in earned):
+    if not isinstance(earned, list) or not set(map(type, earned)) <= {str}:
         raise Malformed(f"'earned' must be a list of badge class ids, got {shown(earned)}")
     name = rec.get("name", "")
     return Member(

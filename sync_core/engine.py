@@ -1,20 +1,43 @@
 """The sync engine: events in, commands out. Every transition rule lives in this module.
 
-A course's life is a loop of *rounds*. A round reads everything it needs from both sides
+A course's life is a loop of *rounds*. A round reads what it needs from both sides
 (READING), computes desired state and writes the difference (WRITING), then publishes the
 leaderboard derived from the awards (PUBLISHING), and goes back to IDLE until its next due
 time. Any failure that leaves the picture incomplete aborts the round and backs the course
 off; nothing partial is acted on, and the next round starts from a fresh read. Awards pass
 through the outbox in :mod:`sync_core.state`, so an award whose outcome is unknown is never
 issued again before a read shows it is missing.
+
+Rounds are *full* or *incremental*, in the manner of a Kubernetes informer (a cache plus a
+periodic full resync):
+
+- A full round (the first, every ``Policy.full_resync_interval``, "update now", a relink,
+  a restored version 1 state) reads everything: the roster, users, assignments, every
+  submission, module progress of every student, and from Credentials the group's members,
+  its leaderboard and every badge class's assertions. It judges every student, and it is
+  what repairs changes others made in Credentials (a member removed by hand, a leaderboard
+  edited, an assertion awarded or deleted outside the sync).
+- An incremental round reads from Canvas the roster, assignments and quizzes, the
+  submissions graded since the watermark, the users list only when a student on the roster
+  has no known email (an email change otherwise shows at the next full round), and module
+  progress only of the students who can still earn a module or course-completion badge
+  (latency of a module completion is thus one poll, as before; for a student holding every
+  such badge, a change in progress shows at the next full round). It trusts the cached
+  Credentials view in :class:`~sync_core.state.CourseState` (members, unrevoked awards, the
+  last leaderboard) and judges again only the students whose enrollment, email, submissions
+  or module progress changed (all of them when an assignment or quiz changed). It reads a
+  badge class's assertions only when that class has an award to settle: an award whose
+  outcome is unknown, or one pending or about to be issued. So an award is never issued
+  without a read of its class's assertions in the same round, in either kind of round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
+from operator import attrgetter
 
 from sync_core import canvas, credentials
 from sync_core.canvas import CourseSnapshot, Malformed, Student
@@ -42,8 +65,14 @@ from sync_core.events import (
     UpdateNowRequested,
     WriteAcknowledged,
 )
-from sync_core.reconcile import awarded_in, earned, leaderboard, owners_by_email, plan_members
-from sync_core.rules import needs_modules, needs_quizzes
+from sync_core.reconcile import (
+    awarded_in,
+    earned,
+    leaderboard,
+    plan_members,
+    rerank,
+)
+from sync_core.rules import AwardRule, meets, needs_modules, needs_quizzes, uses_modules
 from sync_core.schedule import Policy, backoff_delay
 from sync_core.state import (
     AwardStatus,
@@ -57,6 +86,7 @@ from sync_core.state import (
 
 PER_PAGE = (("per_page", "100"),)
 Fetch = FetchCanvasPage | FetchCredentialsPage
+_EMAIL = attrgetter("email")
 MAX_QUARANTINE = 100  # per course and round; enough to diagnose, bounded in size
 
 
@@ -106,13 +136,27 @@ class _Round:
     cursors: set[str] = field(default_factory=set)
     max_graded_at: float | None = None
     quarantine: list[Quarantined] = field(default_factory=list)
-    live_awards: set[tuple[int, str]] = field(default_factory=set)
-    final_members: set[int] = field(default_factory=set)
     doubtful: bool = False  # an award's outcome is unknown: come back soon to settle it
     # An enrollment row was quarantined: the student it named may still be enrolled, so no
     # member is removed this round (removing on data we could not read loses a membership).
     roster_unsure: bool = False
     module_positions: dict[int, set[int]] = field(default_factory=dict)
+    modules_read: set[int] = field(default_factory=set)  # students whose progress was read
+    times: dict[str, float] = field(default_factory=dict)  # graded_at text -> epoch seconds
+    scores: dict[int, dict[int, float]] = field(default_factory=dict)  # as read
+    cleared: set[tuple[int, int]] = field(default_factory=set)  # read ungraded or excused
+    fresh: set[int] = field(default_factory=set)  # students the roster read built anew
+    users_read: bool = False  # the users list was read (else emails are the cached ones)
+    read_badges: set[str] = field(default_factory=set)  # badge classes whose assertions were read
+    judged: bool = False  # Canvas read and students judged; next: settle awards, write
+    students: dict[int, Student] = field(default_factory=dict)  # with emails, as judged
+    earned_now: dict[int, frozenset[str]] = field(default_factory=dict)
+    changed: set[int] = field(default_factory=set)  # students judged afresh this round
+    new_awards: list[tuple[int, str]] = field(default_factory=list)  # earned, not awarded
+    # The cached leaderboard when this round first changed a member or an award (it is then
+    # unknown in the state until published, so a crash re-derives it), and whose rank moved.
+    board_base: tuple[LeaderboardEntry, ...] | None = None
+    rank_users: set[int] = field(default_factory=set)
 
     def note(self, resource: str, reason: str) -> None:
         if len(self.quarantine) < MAX_QUARANTINE:
@@ -249,6 +293,9 @@ class SyncEngine:
         course.failures, course.last_error = 0, None
         course.last_success_at = self.now
         course.quarantine = rnd.quarantine
+        # What this round judged becomes the cache the next incremental round compares with.
+        course.students, course.earned = rnd.students, rnd.earned_now
+        course.assignments, course.quizzes = rnd.snapshot.assignments, rnd.snapshot.quizzes
         if rnd.full:
             course.last_full_at = self.now
         if rnd.max_graded_at is not None:
@@ -304,8 +351,6 @@ class SyncEngine:
         course.force_full = False
         rnd = _Round(full=full, started_at=self.now)
         self._rounds[course.course_id] = rnd
-        if not full:
-            rnd.snapshot.submissions = dict(course.submissions)
         submissions: Params = (("student_ids[]", "all"), *PER_PAGE)
         if not full and course.watermark is not None:
             since = iso(course.watermark - self.policy.watermark_overlap)
@@ -318,15 +363,8 @@ class SyncEngine:
             ("state[]", "completed"),
             *PER_PAGE,
         )
-        users = (
-            ("enrollment_type[]", "student"),
-            ("enrollment_state[]", "active"),
-            ("enrollment_state[]", "completed"),
-            *PER_PAGE,
-        )
         reads: list[tuple[CanvasList, Params]] = [
             (CanvasList.ENROLLMENTS, enrollments),
-            (CanvasList.USERS, users),
             (CanvasList.ASSIGNMENTS, PER_PAGE),
             (CanvasList.SUBMISSIONS, submissions),
         ]
@@ -334,10 +372,20 @@ class SyncEngine:
             reads.append((CanvasList.QUIZZES, PER_PAGE))
         for resource, params in reads:
             self._read_canvas(course, rnd, resource.value, resource, params, None, out)
-        self._read_credentials(course, rnd, CredentialsList.MEMBERS, None, (), None, out)
-        self._read_credentials(course, rnd, CredentialsList.LEADERBOARD, None, (), None, out)
-        for badge in course.badge_classes:
-            flags = (("include_revoked", "true"), ("include_expired", "true"))
+        if full:
+            self._read_users(
+                course, rnd, out
+            )  # an incremental round trusts the cached view (see the module docstring)
+            self._read_credentials(course, rnd, CredentialsList.MEMBERS, None, (), None, out)
+            self._read_credentials(course, rnd, CredentialsList.LEADERBOARD, None, (), None, out)
+            self._read_assertions(course, rnd, course.badge_classes, out)
+
+    def _read_assertions(
+        self, course: CourseState, rnd: _Round, badges: Iterable[str], out: list[Command]
+    ) -> None:
+        flags = (("include_revoked", "true"), ("include_expired", "true"))
+        for badge in badges:
+            rnd.read_badges.add(badge)
             self._read_credentials(course, rnd, CredentialsList.ASSERTIONS, badge, flags, None, out)
 
     def _read_canvas(
@@ -400,14 +448,34 @@ class SyncEngine:
     ) -> None:
         command = pending.command
         assert isinstance(command, Fetch)
-        parse = _PARSERS[command.resource]
-        for record in event.records:
-            try:
-                parse(rnd, command, record)
-            except Malformed as exc:
-                rnd.note(pending.key, str(exc))
-                if command.resource is CanvasList.ENROLLMENTS:
-                    rnd.roster_unsure = True
+        # The lists every round reads in full are parsed a page at a time, in tight loops.
+        if command.resource is CanvasList.SUBMISSIONS:
+            latest, reasons = canvas.parse_submissions(
+                event.records, rnd.scores, rnd.cleared, rnd.times
+            )
+            if latest is not None:
+                rnd.max_graded_at = max(rnd.max_graded_at or latest, latest)
+        elif command.resource is CanvasList.ENROLLMENTS:
+            reasons = canvas.parse_enrollments(
+                event.records, rnd.snapshot.students, course.students, rnd.fresh
+            )
+            # A student a bad row names may still be enrolled: no member is removed this
+            # round (removing on data we could not read loses a membership).
+            rnd.roster_unsure = rnd.roster_unsure or bool(reasons)
+        elif command.resource is CanvasList.USERS:
+            reasons = canvas.parse_user_emails(event.records, rnd.emails)
+        elif command.resource is CredentialsList.ASSERTIONS:
+            reasons = credentials.parse_assertions(event.records, rnd.assertions)
+        else:
+            reasons = []
+            parse = _PARSERS[command.resource]
+            for record in event.records:
+                try:
+                    parse(rnd, command, record)
+                except Malformed as exc:
+                    reasons.append(str(exc))
+        for reason in reasons:
+            rnd.note(pending.key, reason)
         cursor = event.next_cursor
         if cursor is not None:
             if cursor in rnd.cursors:
@@ -423,12 +491,43 @@ class SyncEngine:
                 )
         elif command.resource is CanvasList.MODULES:
             self._check_modules_complete(rnd, int(dict(command.params)["student_id"]))
-        elif command.resource is CanvasList.ENROLLMENTS and needs_modules(course.rules):
-            for uid in sorted(rnd.snapshot.students):
-                params = (("student_id", str(uid)), ("include[]", "items"), *PER_PAGE)
-                self._read_canvas(
-                    course, rnd, f"modules:{uid}", CanvasList.MODULES, params, None, out
-                )
+        elif command.resource is CanvasList.ENROLLMENTS:
+            self._roster_read(course, rnd, out)
+
+    def _roster_read(self, course: CourseState, rnd: _Round, out: list[Command]) -> None:
+        """The roster is complete: read what depends on who is in it. An incremental round
+        reads the users list only when a student on the roster has no known email (new, or
+        hidden until now): an email change otherwise shows at the next full round. Module
+        progress is read per student: every student in a full round, in an incremental one
+        those who can still earn a badge from it."""
+        students = rnd.snapshot.students
+        if not rnd.full:
+            cached = course.students
+            if not students.keys() <= cached.keys() or None in map(_EMAIL, cached.values()):
+                self._read_users(course, rnd, out)
+        if not needs_modules(course.rules):
+            return
+        badges = [r.badge_class for r in course.rules if uses_modules(r)]
+        for uid in sorted(students):
+            if (
+                not rnd.full
+                and uid in course.earned  # judged before: its module badges are known
+                and all(award_key(uid, b) in course.awarded for b in badges)
+            ):
+                continue  # holds every badge progress could give: the full round re-reads
+            rnd.modules_read.add(uid)
+            params = (("student_id", str(uid)), ("include[]", "items"), *PER_PAGE)
+            self._read_canvas(course, rnd, f"modules:{uid}", CanvasList.MODULES, params, None, out)
+
+    def _read_users(self, course: CourseState, rnd: _Round, out: list[Command]) -> None:
+        rnd.users_read = True
+        users = (
+            ("enrollment_type[]", "student"),
+            ("enrollment_state[]", "active"),
+            ("enrollment_state[]", "completed"),
+            *PER_PAGE,
+        )
+        self._read_canvas(course, rnd, CanvasList.USERS.value, CanvasList.USERS, users, None, out)
 
     def _check_modules_complete(self, rnd: _Round, uid: int) -> None:
         """Course completion means *every* required module is complete, so a module list
@@ -447,7 +546,14 @@ class SyncEngine:
     # -- writing -----------------------------------------------------------------------
 
     def _advance(self, course: CourseState, rnd: _Round, out: list[Command]) -> None:
-        if rnd.phase is Phase.READING:
+        if rnd.phase is Phase.READING and not rnd.judged:
+            self._judge(course, rnd)
+            rnd.judged = True
+            # An award is issued only after its class's assertions were read in the same
+            # round: a full round has read them all, an incremental one reads them now.
+            unread = sorted(self._to_settle(course, rnd) - rnd.read_badges)
+            self._read_assertions(course, rnd, unread, out)
+        elif rnd.phase is Phase.READING:
             rnd.phase = Phase.WRITING
             self._write(course, rnd, out)
         elif rnd.phase is Phase.WRITING:
@@ -459,84 +565,219 @@ class SyncEngine:
         if not rnd.pending:
             self._advance(course, rnd, out)
 
-    def _write(self, course: CourseState, rnd: _Round, out: list[Command]) -> None:
-        snap = rnd.snapshot
-        for uid, student in list(snap.students.items()):
-            email = rnd.emails.get(uid)
-            snap.students[uid] = Student(
-                uid, student.name, email, student.current_score, student.active
-            )
-            if email is not None and email not in course.known_emails.setdefault(uid, []):
-                course.known_emails[uid].append(email)
-            if uid not in rnd.emails:
-                rnd.note("users", f"user {uid}: enrolled but absent from the users list")
-            elif email is None:
-                rnd.note("users", f"user {uid}: no primary email visible; awards held")
-        course.submissions = {k: s for k, s in snap.submissions.items() if s.score is not None}
+    def _judge(self, course: CourseState, rnd: _Round) -> None:
+        """Merge what Canvas showed into the course and decide what each student earns.
 
-        owners = owners_by_email(course.known_emails)
-        found = awarded_in(rnd.assertions, owners, course.badge_classes)
-        rnd.live_awards = {
-            (owners[a.email], a.badge_class)
-            for a in rnd.assertions
-            if not a.revoked and a.email in owners
+        A full round judges every student. An incremental one judges again only those whose
+        enrollment, email, submissions or module progress it saw change (every student when
+        an assignment or quiz changed, or when the cache is missing), and keeps the rest as
+        the last completed round judged them."""
+        snap, emails, full = rnd.snapshot, rnd.emails, rnd.full
+        cached_students, cached_earned = course.students, course.earned
+        course.earned = {}  # until _finish: a crash or abort from here on re-judges everyone
+        changed: set[int] = set()
+        if full:
+            course.scores = rnd.scores
+        else:  # merge what was graded since the watermark
+            merged = course.scores
+            for aid, read in rnd.scores.items():
+                table = merged.setdefault(aid, {})
+                for uid, score in read.items():
+                    if table.get(uid) != score:
+                        changed.add(uid)
+                        table[uid] = score
+            for uid, aid in rnd.cleared:
+                if merged.get(aid, {}).pop(uid, None) is not None:
+                    changed.add(uid)
+        snap.scores = course.scores
+        rejudge_all = (
+            full or snap.assignments != course.assignments or snap.quizzes != course.quizzes
+        )
+        students, known, owners = snap.students, course.known_emails, course.owners
+        # Without a users read, the roster parser built anew exactly the students whose
+        # enrollment may have changed (every student on the roster is then a known one).
+        for uid in students.keys() if rnd.users_read else rnd.fresh & students.keys():
+            row, old_student = students[uid], cached_students.get(uid)
+            if not rnd.users_read and old_student is not None:
+                email = old_student.email  # known, or the users list would have been read
+            else:
+                email = emails.get(uid)
+                if uid not in emails:
+                    rnd.note("users", f"user {uid}: enrolled but absent from the users list")
+                elif email is None:
+                    rnd.note("users", f"user {uid}: no primary email visible; awards held")
+            if (
+                old_student is not None
+                and email == old_student.email
+                and (row is old_student or _same_enrollment(row, old_student))
+            ):
+                students[uid] = old_student
+                continue
+            students[uid] = Student(uid, row.name, email, row.current_score, row.active)
+            changed.add(uid)
+            if email is not None and email not in known.setdefault(uid, []):
+                known[uid].append(email)
+                owners[email] = max(owners.get(email, uid), uid)
+        changed.update(students.keys() - cached_earned.keys())
+        changed = set(students) if rejudge_all else (changed | rnd.modules_read) & students.keys()
+        if full:
+            earned_now = earned(course.rules, snap)
+        else:
+            earned_now = dict(cached_earned)
+            for uid in earned_now.keys() - students.keys():
+                del earned_now[uid]  # left the roster
+            for uid in changed:
+                fresh = uid in rnd.modules_read
+                earned_now[uid] = _earned_by(course.rules, snap, uid, fresh, cached_earned.get(uid))
+        rnd.students, rnd.earned_now, rnd.changed = students, earned_now, changed
+
+    def _to_settle(self, course: CourseState, rnd: _Round) -> set[str]:
+        """Badge classes with an award to settle: one in the outbox not refused for good
+        (pending, or uncertain: its outcome must be read before anything is issued), or one
+        a student judged this round newly earns (kept in ``rnd.new_awards``)."""
+        badges = {
+            e.badge_class for e in course.outbox.values() if e.status is not AwardStatus.BLOCKED
         }
-        for (uid, badge), entity_id in found.items():
+        awarded = course.awarded
+        earned_now = rnd.earned_now
+        for uid in rnd.changed:
+            for badge in earned_now[uid]:
+                if award_key(uid, badge) not in awarded:
+                    rnd.new_awards.append((uid, badge))
+                    badges.add(badge)
+        return badges
+
+    def _write(self, course: CourseState, rnd: _Round, out: list[Command]) -> None:
+        snap, students, earned_now = rnd.snapshot, rnd.students, rnd.earned_now
+        if rnd.full:  # the fresh view replaces the cache; the ranking is derived at publishing
+            course.members = dict(rnd.members)
+            course.leaderboard = None
+            course.live_awards = {}
+        if rnd.read_badges:
+            self._take_in_assertions(course, rnd)
+
+        for uid, badge in rnd.new_awards:
             key = award_key(uid, badge)
-            course.awarded[key] = entity_id
-            course.outbox.pop(key, None)
-
-        earned_now = earned(course.rules, snap)
-        for uid, badges in earned_now.items():
-            for badge in badges:
-                key = award_key(uid, badge)
-                entry = course.outbox.get(key)
-                if key in course.awarded:
-                    continue
-                if entry is None:
-                    course.outbox[key] = OutboxEntry(uid, badge, AwardStatus.PENDING)
-                elif entry.status is AwardStatus.UNCERTAIN or (
-                    entry.status is AwardStatus.BLOCKED and rnd.full
-                ):
-                    # This round's assertions were read after the doubt arose and do not
-                    # show the award: it did not commit.
-                    entry.status, entry.reason = AwardStatus.PENDING, ""
+            if key not in course.awarded and key not in course.outbox:
+                course.outbox[key] = OutboxEntry(uid, badge, AwardStatus.PENDING)
         for key, entry in list(course.outbox.items()):
-            still_earned = entry.badge_class in earned_now.get(entry.user_id, frozenset())
-            if not still_earned and entry.status is not AwardStatus.BLOCKED:
-                del course.outbox[key]
+            if entry.badge_class not in earned_now.get(entry.user_id, frozenset()):
+                if entry.status is not AwardStatus.BLOCKED:
+                    del course.outbox[key]
+            elif (
+                entry.status is AwardStatus.UNCERTAIN and entry.badge_class in rnd.read_badges
+            ) or (entry.status is AwardStatus.BLOCKED and rnd.full):
+                # This round's assertions were read after the doubt arose and do not
+                # show the award: it did not commit.
+                entry.status, entry.reason = AwardStatus.PENDING, ""
 
-        plan = plan_members(snap, earned_now, rnd.members)
-        rnd.final_members = set(rnd.members)
+        upserts: Sequence[Member]
+        removals: Sequence[int]
+        if rnd.full:
+            plan = plan_members(snap, earned_now, course.members)
+            upserts, removals = plan.upserts, plan.removals
+        else:
+            upserts, removals = self._member_changes(course, rnd)
         cid, issuer, group = course.course_id, course.issuer_id, course.group_id
-        for m in plan.upserts:
+        for m in upserts:
             upsert = UpsertMember(
                 self._take_id(), cid, issuer, group, m.user_id, m.email, m.name, m.earned
             )
             self._track(course, rnd, "member", str(m.user_id), upsert, out)
-        for uid in () if rnd.roster_unsure else plan.removals:
+        for uid in () if rnd.roster_unsure else removals:
             removal = RemoveMember(self._take_id(), cid, issuer, group, uid)
             self._track(course, rnd, "member", f"-{uid}", removal, out)
         for key, entry in sorted(course.outbox.items()):
-            email = snap.students[entry.user_id].email if entry.user_id in snap.students else None
+            email = students[entry.user_id].email if entry.user_id in students else None
             if entry.status is AwardStatus.PENDING and email is not None:
+                if entry.badge_class not in rnd.read_badges:
+                    continue  # not read this round (it appeared after the check): next round
                 entry.status = AwardStatus.IN_FLIGHT
                 award = IssueAssertion(
                     self._take_id(), cid, entry.badge_class, entry.user_id, email
                 )
                 self._track(course, rnd, "award", key, award, out)
 
+    def _take_in_assertions(self, course: CourseState, rnd: _Round) -> None:
+        """What this round's assertion reads show: every (user, badge class) holding one is
+        awarded, and the unrevoked ones replace the cached holders of the classes read."""
+        found, live = awarded_in(rnd.assertions, course.owners, rnd.read_badges)
+        awarded, outbox = course.awarded, course.outbox
+        for (uid, badge), entity_id in found.items():
+            key = award_key(uid, badge)
+            awarded[key] = entity_id
+            outbox.pop(key, None)
+        for badge, holders in live.items():
+            if not rnd.full:  # a full round ranks everyone afresh
+                for uid in course.live_awards.get(badge, set()) ^ holders:
+                    self._rank_moves(course, rnd, uid)
+            if holders:
+                course.live_awards[badge] = holders
+            else:
+                course.live_awards.pop(badge, None)
+
+    def _member_changes(self, course: CourseState, rnd: _Round) -> tuple[list[Member], list[int]]:
+        """:func:`~sync_core.reconcile.plan_members` for an incremental round: the students
+        judged this round against the cached members, and cached members no longer active."""
+        upserts = []
+        students = rnd.students
+        for uid in sorted(rnd.changed):
+            student = students[uid]
+            if not student.active or student.email is None:
+                continue
+            want = Member(uid, student.email, student.name, tuple(sorted(rnd.earned_now[uid])))
+            if course.members.get(uid) != want:
+                upserts.append(want)
+        # A member leaves when gone from the roster or no longer active; a student's activity
+        # changes only with its enrollment, which makes it one of the students judged.
+        gone = course.members.keys() - students.keys()
+        gone.update(u for u in rnd.changed if u in course.members and not students[u].active)
+        return upserts, sorted(gone)
+
     def _publish(self, course: CourseState, rnd: _Round, out: list[Command]) -> None:
-        entries = leaderboard(rnd.final_members, rnd.live_awards)
-        if list(entries) != rnd.leaderboard:
-            command = PublishLeaderboard(
-                self._take_id(), course.course_id, course.issuer_id, course.group_id, entries
-            )
-            self._track(course, rnd, "leaderboard", "leaderboard", command, out)
+        """The ranking is derived from the members and unrevoked awards, and published when
+        it differs from the one Credentials shows. A full round derives it afresh and
+        compares it with the one it read; an incremental round moves only the users whose
+        awards or membership changed in the cached one (:func:`rerank`), and does nothing
+        when none did. With no cached ranking (a crash or a failed publish), it is derived
+        and published."""
+        shown: tuple[LeaderboardEntry, ...] | None
+        if rnd.full:
+            shown = tuple(rnd.leaderboard)
+            entries = leaderboard(course.members, course.live_awards, shown)
+        elif course.leaderboard is not None:
+            return  # nothing that ranks changed since it was published
+        elif rnd.board_base is not None:
+            shown = rnd.board_base
+            moved = {uid: self._badges_held(course, uid) for uid in rnd.rank_users}
+            entries = rerank(shown, moved)
+        else:
+            shown = None
+            entries = leaderboard(course.members, course.live_awards)
+        if entries == shown:
+            course.leaderboard = entries
+            return
+        command = PublishLeaderboard(
+            self._take_id(), course.course_id, course.issuer_id, course.group_id, entries
+        )
+        self._track(course, rnd, "leaderboard", "leaderboard", command, out)
+
+    def _badges_held(self, course: CourseState, user_id: int) -> int | None:
+        """How many badge classes a member holds unrevoked; ``None`` for a non-member."""
+        if user_id not in course.members:
+            return None
+        return sum(user_id in holders for holders in course.live_awards.values())
+
+    def _rank_moves(self, course: CourseState, rnd: _Round, user_id: int) -> None:
+        """A user's awards or membership changed: the cached ranking no longer holds."""
+        if course.leaderboard is not None:
+            rnd.board_base, course.leaderboard = course.leaderboard, None
+        rnd.rank_users.add(user_id)
 
     def _acknowledged(
         self, course: CourseState, rnd: _Round, pending: _Pending, event: WriteAcknowledged
     ) -> None:
+        """A write Credentials acknowledged is a fact: the cached view takes it in."""
         command = pending.command
         if isinstance(command, IssueAssertion):
             try:
@@ -545,11 +786,21 @@ class SyncEngine:
                 entity_id = ""  # committed all the same; the next read will name it
             course.awarded[pending.key] = entity_id
             course.outbox.pop(pending.key, None)
-            rnd.live_awards.add((command.user_id, command.badge_class))
+            course.live_awards.setdefault(command.badge_class, set()).add(command.user_id)
+            self._rank_moves(course, rnd, command.user_id)
         elif isinstance(command, UpsertMember):
-            rnd.final_members.add(command.user_id)
+            member = Member(command.user_id, command.email, command.name, command.earned)
+            if course.members.setdefault(command.user_id, member) is member:
+                self._rank_moves(course, rnd, command.user_id)  # a new member is ranked
+            course.members[command.user_id] = member
         elif isinstance(command, RemoveMember):
-            rnd.final_members.discard(command.user_id)
+            self._removed(course, rnd, command.user_id)
+        elif isinstance(command, PublishLeaderboard):
+            course.leaderboard = command.entries
+
+    def _removed(self, course: CourseState, rnd: _Round, user_id: int) -> None:
+        course.members.pop(user_id, None)
+        self._rank_moves(course, rnd, user_id)
 
     def _failed(
         self,
@@ -588,7 +839,7 @@ class SyncEngine:
         if failure is Failure.REJECTED and pending.kind != "read":
             rnd.note(pending.kind, reason)
         elif failure is Failure.NOT_FOUND and isinstance(command, RemoveMember):
-            rnd.final_members.discard(command.user_id)  # already gone: the goal is met
+            self._removed(course, rnd, command.user_id)  # already gone: the goal is met
         elif failure is not Failure.NOT_FOUND and retry:
             self._retry(course, rnd, pending, out)
         else:
@@ -601,24 +852,31 @@ class SyncEngine:
         self._track(course, rnd, pending.kind, pending.key, again, out, pending.attempt + 1)
 
 
+def _same_enrollment(a: Student, b: Student) -> bool:
+    """Whether two students differ in nothing an enrollment says (their emails aside)."""
+    return (a.name, a.current_score, a.active) == (b.name, b.current_score, b.active)
+
+
+def _earned_by(
+    rules: tuple[AwardRule, ...],
+    snap: CourseSnapshot,
+    uid: int,
+    fresh_modules: bool,
+    cached: frozenset[str] | None,
+) -> frozenset[str]:
+    """One student's badges now. A module rule whose progress this round did not read
+    (``fresh_modules`` false) keeps the student's last judgement (see the module docstring)."""
+    got = set()
+    for rule in rules:
+        if uses_modules(rule) and not fresh_modules:
+            if cached is not None and rule.badge_class in cached:
+                got.add(rule.badge_class)
+        elif meets(rule, snap, uid):
+            got.add(rule.badge_class)
+    return frozenset(got)
+
+
 # -- record parsers, by list --------------------------------------------------------------
-
-
-def _enrollment(rnd: _Round, command: Fetch, record: object) -> None:
-    row = canvas.parse_enrollment(record)
-    if row.student:
-        known = rnd.snapshot.students.get(row.user_id)
-        score, active = row.current_score, row.active
-        if known is not None:
-            active = active or known.active
-            if known.current_score is not None:
-                score = known.current_score  # each row of one user has the same course grade
-        rnd.snapshot.students[row.user_id] = Student(row.user_id, row.name, None, score, active)
-
-
-def _user(rnd: _Round, command: Fetch, record: object) -> None:
-    uid, email = canvas.parse_user_email(record)
-    rnd.emails[uid] = email
 
 
 def _assignment(rnd: _Round, command: Fetch, record: object) -> None:
@@ -630,13 +888,6 @@ def _quiz(rnd: _Round, command: Fetch, record: object) -> None:
     quiz_id, assignment_id = canvas.parse_quiz(record)
     if assignment_id is not None:
         rnd.snapshot.quizzes[quiz_id] = assignment_id
-
-
-def _submission(rnd: _Round, command: Fetch, record: object) -> None:
-    s = canvas.parse_submission(record)
-    rnd.snapshot.submissions[(s.user_id, s.assignment_id)] = s
-    if s.graded_at is not None:
-        rnd.max_graded_at = max(rnd.max_graded_at or s.graded_at, s.graded_at)
 
 
 def _module(rnd: _Round, command: Fetch, record: object) -> None:
@@ -656,22 +907,15 @@ def _member(rnd: _Round, command: Fetch, record: object) -> None:
     rnd.members[m.user_id] = m
 
 
-def _assertion(rnd: _Round, command: Fetch, record: object) -> None:
-    rnd.assertions.append(credentials.parse_assertion(record))
-
-
 def _leaderboard(rnd: _Round, command: Fetch, record: object) -> None:
     rnd.leaderboard.append(credentials.parse_leaderboard_entry(record))
 
 
+# Submissions, enrollments, users and assertions are parsed a page at a time (see _page).
 _PARSERS: dict[CanvasList | CredentialsList, Callable[[_Round, Fetch, object], None]] = {
-    CanvasList.ENROLLMENTS: _enrollment,
-    CanvasList.USERS: _user,
     CanvasList.ASSIGNMENTS: _assignment,
     CanvasList.QUIZZES: _quiz,
-    CanvasList.SUBMISSIONS: _submission,
     CanvasList.MODULES: _module,
     CredentialsList.MEMBERS: _member,
-    CredentialsList.ASSERTIONS: _assertion,
     CredentialsList.LEADERBOARD: _leaderboard,
 }

@@ -7,8 +7,11 @@ computes the same answer, and a repeated round repairs whatever an earlier one m
 
 from __future__ import annotations
 
+from bisect import insort
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from itertools import chain
 
 from sync_core.canvas import CourseSnapshot
 from sync_core.commands import LeaderboardEntry
@@ -65,27 +68,59 @@ def owners_by_email(known_emails: Mapping[int, Iterable[str]]) -> dict[str, int]
 
 def awarded_in(
     assertions: Iterable[Assertion], owners: Mapping[str, int], badge_classes: Iterable[str]
-) -> dict[tuple[int, str], str]:
-    """(user, badge class) -> entityId for every assertion, revoked ones included: the
-    engine awards once, and a revocation is a person's decision it must not undo."""
-    wanted = set(badge_classes)
+) -> tuple[dict[tuple[int, str], str], dict[str, set[int]]]:
+    """What assertions of ``badge_classes`` show, in one pass: (user, badge class) ->
+    entityId of the first assertion, revoked ones included (the engine awards once, and a
+    revocation is a person's decision it must not undo); and per badge class the users
+    holding it unrevoked (what the leaderboard counts)."""
+    live: dict[str, set[int]] = {badge: set() for badge in badge_classes}
     found: dict[tuple[int, str], str] = {}
     for a in assertions:
         uid = owners.get(a.email)
-        if uid is not None and a.badge_class in wanted:
-            found.setdefault((uid, a.badge_class), a.entity_id)
-    return found
+        holders = live.get(a.badge_class)
+        if uid is None or holders is None:
+            continue
+        if not a.revoked:
+            holders.add(uid)
+        found.setdefault((uid, a.badge_class), a.entity_id)
+    return found, live
 
 
 def leaderboard(
     members: Iterable[int],
-    live_awards: Iterable[tuple[int, str]],
+    holders: Mapping[str, Iterable[int]],
+    previous: Iterable[LeaderboardEntry] = (),
 ) -> tuple[LeaderboardEntry, ...]:
     """Rank members by how many distinct badge classes they hold (unrevoked), derived
-    afresh from the awards every round; ties by user id for a stable order."""
-    counts = dict.fromkeys(members, 0)
-    for uid, _badge in set(live_awards):
-        if uid in counts:
-            counts[uid] += 1
-    ranked = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-    return tuple(LeaderboardEntry(uid, n) for uid, n in ranked)
+    afresh from the awards (``holders``: badge class -> the users holding it); ties by user
+    id for a stable order. Entries of ``previous`` that still hold are reused, so an
+    unchanged ranking compares equal to it by identity, without a field-by-field walk."""
+    tally = Counter(chain.from_iterable(set(users) for users in holders.values()))
+    kept = {e.user_id: e for e in previous}
+    ranked = sorted(((uid, tally.get(uid, 0)) for uid in members), key=_rank)
+    entries = []
+    for uid, n in ranked:
+        old = kept.get(uid)
+        entries.append(old if old is not None and old.badges == n else LeaderboardEntry(uid, n))
+    return tuple(entries)
+
+
+def rerank(
+    board: Iterable[LeaderboardEntry], moved: Mapping[int, int | None]
+) -> tuple[LeaderboardEntry, ...]:
+    """``board`` (ranked as :func:`leaderboard` ranks) with the users in ``moved`` at their
+    new badge count, ``None`` for one no longer ranked: what :func:`leaderboard` gives after
+    only those users' awards or memberships changed, without ranking everyone again."""
+    entries = [e for e in board if e.user_id not in moved]
+    for uid, n in sorted(moved.items()):
+        if n is not None:
+            insort(entries, LeaderboardEntry(uid, n), key=_entry_rank)
+    return tuple(entries)
+
+
+def _rank(item: tuple[int, int]) -> tuple[int, int]:
+    return -item[1], item[0]
+
+
+def _entry_rank(entry: LeaderboardEntry) -> tuple[int, int]:
+    return -entry.badges, entry.user_id

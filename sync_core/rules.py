@@ -82,9 +82,14 @@ RULE_TYPES: Mapping[str, type[AwardRule]] = {
 _RULE_NAMES = {cls: name for name, cls in RULE_TYPES.items()}
 
 
+def uses_modules(rule: AwardRule) -> bool:
+    """Whether ``rule`` is judged on module progress (read per student)."""
+    return isinstance(rule, ModuleCompleted | CourseCompleted)
+
+
 def needs_modules(rules: tuple[AwardRule, ...]) -> bool:
     """Module progress is one request per student, so it is read only when a rule uses it."""
-    return any(isinstance(r, ModuleCompleted | CourseCompleted) for r in rules)
+    return any(uses_modules(r) for r in rules)
 
 
 def needs_quizzes(rules: tuple[AwardRule, ...]) -> bool:
@@ -114,27 +119,66 @@ def earned_by(rule: AwardRule, snapshot: CourseSnapshot) -> frozenset[int]:
     return _scored(snapshot, assignment_id, None, rule.min_percent)
 
 
+def meets(rule: AwardRule, snapshot: CourseSnapshot, user_id: int) -> bool:
+    """Whether one student meets ``rule`` now: :func:`earned_by` for a single student, for
+    rounds that judge only the students whose data changed."""
+    if isinstance(rule, CourseGrade):
+        student = snapshot.students.get(user_id)
+        score = None if student is None else student.current_score
+        return score is not None and score >= rule.min_percent
+    if isinstance(rule, ModuleCompleted):
+        return snapshot.module_state(user_id, rule.module_id) == "completed"
+    if isinstance(rule, CourseCompleted):
+        return snapshot.course_completed(user_id)
+    if isinstance(rule, AssignmentScore):
+        bar = _bar(snapshot, rule.assignment_id, rule.min_points, rule.min_percent)
+        assignment_id: int | None = rule.assignment_id
+    else:
+        assignment_id = rule.quiz_id if rule.new_quizzes else snapshot.quiz_assignment(rule.quiz_id)
+        bar = (
+            None if assignment_id is None else _bar(snapshot, assignment_id, None, rule.min_percent)
+        )
+    if bar is None or assignment_id is None:
+        return False
+    score = snapshot.usable_scores().get(assignment_id, {}).get(user_id)
+    return score is not None and score >= bar
+
+
+def _bar(
+    snapshot: CourseSnapshot,
+    assignment_id: int,
+    min_points: float | None,
+    min_percent: float | None,
+) -> float | None:
+    """The score that earns the badge on this assignment, or ``None`` when none can."""
+    assignment = snapshot.assignments.get(assignment_id)
+    if assignment is None:
+        return None
+    if min_points is not None:
+        return min_points
+    if assignment.points_possible is None or assignment.points_possible <= 0:
+        return None  # a percentage of nothing cannot be reached
+    return assignment.points_possible * (min_percent or 0.0) / 100.0
+
+
 def _scored(
     snapshot: CourseSnapshot,
     assignment_id: int,
     min_points: float | None,
     min_percent: float | None,
 ) -> frozenset[int]:
-    assignment = snapshot.assignments.get(assignment_id)
-    if assignment is None:
+    bar = _bar(snapshot, assignment_id, min_points, min_percent)
+    if bar is None:
         return frozenset()
-    if min_points is not None:
-        bar = min_points
-    elif assignment.points_possible is None or assignment.points_possible <= 0:
-        return frozenset()  # a percentage of nothing cannot be reached
-    else:
-        bar = assignment.points_possible * (min_percent or 0.0) / 100.0
-    earned = set()
-    for uid in snapshot.students:
-        sub = snapshot.submissions.get((uid, assignment_id))
-        if sub is not None and not sub.excused and sub.score is not None and sub.score >= bar:
-            earned.add(uid)
-    return frozenset(earned)
+    students = snapshot.students
+    # Probed in one C-level pass (map), as this runs for every student under every score
+    # rule of a full round.
+    found = map(snapshot.usable_scores().get(assignment_id, {}).get, students)
+    return frozenset(
+        uid
+        for uid, score in zip(students, found, strict=True)
+        if score is not None and score >= bar
+    )
 
 
 def rule_to_dict(rule: AwardRule) -> dict[str, object]:

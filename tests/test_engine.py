@@ -147,7 +147,13 @@ def test_nothing_changes_nothing_is_written() -> None:
     assert all(isinstance(c, FetchCanvasPage | FetchCredentialsPage) for c in cmds)
 
 
-def test_an_ambiguous_award_is_looked_up_before_it_is_issued_again() -> None:
+# The course comes back after backoff_base to settle the doubt: an incremental round; an
+# hour later the default policy makes it a full one. Both read the assertions first.
+LATER = pytest.mark.parametrize("later", [30.0, 3600.0], ids=["incremental", "full"])
+
+
+@LATER
+def test_an_ambiguous_award_is_looked_up_before_it_is_issued_again(later: float) -> None:
     engine = linked()
     data = canvas_world({1: 9.0}, {1: "a@x.edu"})
 
@@ -165,12 +171,13 @@ def test_an_ambiguous_award_is_looked_up_before_it_is_issued_again() -> None:
     data[CredentialsList.ASSERTIONS] = [
         {"entityId": "A1", "badgeclass": "B1", "recipient": {"plaintextIdentity": "a@x.edu"}}
     ]
-    cmds = drive(engine, Tick(T0 + 3600), serve(data))
+    cmds = drive(engine, Tick(T0 + later), serve(data))
     assert of(IssueAssertion, cmds) == []
     assert engine.status()[0].uncertain_awards == 0
 
 
-def test_an_ambiguous_award_that_did_not_commit_is_issued_after_the_read() -> None:
+@LATER
+def test_an_ambiguous_award_that_did_not_commit_is_issued_after_the_read(later: float) -> None:
     engine = linked()
     data = canvas_world({1: 9.0}, {1: "a@x.edu"})
     drive(
@@ -185,7 +192,7 @@ def test_an_ambiguous_award_that_did_not_commit_is_issued_after_the_read() -> No
             ),
         ),
     )
-    cmds = drive(engine, Tick(T0 + 3600), serve(data))
+    cmds = drive(engine, Tick(T0 + later), serve(data))
     reads = [
         i
         for i, c in enumerate(cmds)
@@ -289,7 +296,9 @@ def test_dropped_students_leave_the_group_and_concluded_ones_keep_their_badges()
     assert [c.user_id for c in of(IssueAssertion, cmds)] == [2]
 
 
-def test_an_email_change_does_not_award_again() -> None:
+def test_an_email_change_shows_at_the_next_full_resync_and_does_not_award_again() -> None:
+    """An incremental round reads the users list only for a student without a known email,
+    so an email change waits for the next full resync (at most ``full_resync_interval``)."""
     engine = linked()
     data = canvas_world({1: 9.0}, {1: "old@x.edu"})
     drive(engine, Tick(T0), serve(data))
@@ -298,8 +307,96 @@ def test_an_email_change_does_not_award_again() -> None:
         {"entityId": "A1", "badgeclass": "B1", "recipient": {"plaintextIdentity": "old@x.edu"}}
     ]
     cmds = drive(engine, Tick(T0 + 300), serve(data))
+    assert not any(is_users(c) for c in cmds) and of(UpsertMember, cmds) == []
+    cmds = drive(engine, UpdateNowRequested(101), serve(data))
     assert of(IssueAssertion, cmds) == []
     assert [c.email for c in of(UpsertMember, cmds)] == ["new@x.edu"]
+
+
+def test_a_new_student_without_a_known_email_makes_an_incremental_round_read_users() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    drive(engine, Tick(T0), serve(data))
+    data = canvas_world({1: 9.0, 2: 9.0}, {1: "a@x.edu", 2: "b@x.edu"})
+    cmds = drive(engine, Tick(T0 + 300), serve(data))
+    assert any(is_users(c) for c in cmds)
+    assert [(c.user_id, c.email) for c in of(IssueAssertion, cmds)] == [(2, "b@x.edu")]
+
+
+def written_world(engine: SyncEngine, data: dict[object, list]) -> Answer:
+    """Serve ``data`` and record every acknowledged write into its Credentials lists, as
+    Credentials would: what later rounds read is what earlier rounds wrote."""
+    base = serve(data)
+
+    def answer(cmd: Command) -> Event:
+        event = base(cmd)
+        if isinstance(cmd, UpsertMember):
+            members = [
+                m
+                for m in data.setdefault(CredentialsList.MEMBERS, [])
+                if m["canvasUserId"] != cmd.user_id
+            ]
+            record = {"canvasUserId": cmd.user_id, "email": cmd.email, "name": cmd.name}
+            data[CredentialsList.MEMBERS] = [*members, {**record, "earned": list(cmd.earned)}]
+        elif isinstance(cmd, IssueAssertion):
+            assert isinstance(event, WriteAcknowledged)
+            data.setdefault(CredentialsList.ASSERTIONS, []).append(event.record)
+        elif isinstance(cmd, PublishLeaderboard):
+            board = [{"canvasUserId": e.user_id, "badges": e.badges} for e in cmd.entries]
+            data[CredentialsList.LEADERBOARD] = board
+        return event
+
+    return answer
+
+
+def test_incremental_rounds_trust_the_cache_and_a_full_resync_repairs_changes_by_others() -> None:
+    """A steady incremental round reads nothing from Credentials; a member removed by hand
+    in Credentials is noticed, and put back, by the next full resync."""
+    engine = linked()
+    data = canvas_world({1: 9.0, 2: 5.0}, {1: "a@x.edu", 2: "b@x.edu"})
+    answer = written_world(engine, data)
+    drive(engine, Tick(T0), answer)
+    data[CanvasList.ENROLLMENTS][1]["grades"] = {"current_score": 91.0}  # a known student
+    cmds = drive(engine, Tick(T0 + 300), answer)
+    assert of(FetchCredentialsPage, cmds) == [] and not any(is_users(c) for c in cmds)
+    assert all(isinstance(c, FetchCanvasPage) for c in cmds)
+    data[CredentialsList.MEMBERS] = [
+        m for m in data[CredentialsList.MEMBERS] if m["canvasUserId"] != 2
+    ]
+    cmds = drive(engine, Tick(T0 + 600), answer)
+    assert of(UpsertMember, cmds) == []  # trusted the cache: not noticed yet
+    cmds = drive(engine, UpdateNowRequested(101), answer)
+    assert [c.user_id for c in of(UpsertMember, cmds)] == [2]
+    assert of(IssueAssertion, cmds) == []
+
+
+def issued_only_after_a_read(engine: SyncEngine) -> None:
+    """The award rule of incremental rounds: a grade change earns a badge; the round reads
+    the badge class's assertions before issuing it, and issues nothing when they show the
+    award already made (by someone else, in Credentials)."""
+    data = canvas_world({1: 5.0}, {1: "a@x.edu"})
+    answer = written_world(engine, data)
+    drive(engine, Tick(T0), answer)
+    data[CanvasList.SUBMISSIONS][0]["score"] = 9.0
+    data[CredentialsList.ASSERTIONS] = [
+        {"entityId": "X1", "badgeclass": "B1", "recipient": {"plaintextIdentity": "a@x.edu"}}
+    ]
+    cmds = drive(engine, Tick(T0 + 300), answer)
+    reads = [c for c in of(FetchCredentialsPage, cmds) if c.resource is CredentialsList.ASSERTIONS]
+    assert [c.badge_class for c in reads] == ["B1"]
+    assert of(IssueAssertion, cmds) == [] and engine.status()[0].pending_awards == 0
+
+
+def test_an_award_is_issued_only_after_a_read_of_its_badge_class() -> None:
+    issued_only_after_a_read(linked())
+
+
+def test_the_read_before_an_award_check_catches_an_engine_that_skips_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(SyncEngine, "_to_settle", lambda self, course, rnd: set())
+    with pytest.raises(AssertionError):
+        issued_only_after_a_read(linked())
 
 
 def test_incremental_rounds_overlap_the_watermark_and_full_resyncs_still_happen() -> None:

@@ -697,20 +697,34 @@ def lenient_int(record: Mapping[str, object], key: str) -> int:
     return value
 
 
-def skip_after_bad(real: Callable[..., None]) -> Callable[..., None]:
-    """A broken list reader: once a record is bad, the rest of that round's list is lost."""
-    broken: set[int] = set()
+Scores = dict[int, dict[int, float]]
+Cleared = set[tuple[int, int]]
+PageParser = Callable[
+    [tuple[object, ...], Scores, Cleared, dict[str, float]], tuple[float | None, list[str]]
+]
 
-    def parse(rnd: object, command: object, record: object) -> None:
-        if id(rnd) in broken:
-            return
-        try:
-            real(rnd, command, record)
-        except canvas.Malformed:
-            broken.add(id(rnd))
-            raise
+
+def skip_after_bad_page(real: PageParser) -> PageParser:
+    """A broken list reader: once a record is bad, the rest of that page is lost."""
+
+    def parse(
+        records: tuple[object, ...], into: Scores, cleared: Cleared, times: dict[str, float]
+    ) -> tuple[float | None, list[str]]:
+        for n, record in enumerate(records):
+            try:
+                canvas.parse_submission(record)
+            except canvas.Malformed:
+                return real(records[: n + 1], into, cleared, times)
+        return real(records, into, cleared, times)
 
     return parse
+
+
+def emails_as_sent(records: tuple[dict[str, Any], ...], into: dict[int, str | None]) -> list[str]:
+    """A users-page reader that keeps each email as sent."""
+    for record in records:
+        into[record["id"]] = record["email"]
+    return []
 
 
 def raise_key_error(record: object) -> object:
@@ -746,8 +760,8 @@ BAD_FIRST = {CanvasList.SUBMISSIONS: [BAD, Entry((GOOD,), (GOOD,))]}
         # A parser keeps the case of an email: the member would be upserted as "ADA@x.EDU".
         (
             canvas,
-            "parse_user_email",
-            lambda rec: (rec["id"], rec["email"]),
+            "parse_user_emails",
+            emails_as_sent,
             {CanvasList.USERS: [CASE]},
             AssertionError,
         ),
@@ -790,7 +804,6 @@ def test_the_differential_check_catches_a_bad_record_costing_its_neighbours(
     the good submission after it is lost, so an earned badge is never issued."""
     r = fixed_round(BAD_FIRST)
     check_round(r)
-    real = engine_module._PARSERS[CanvasList.SUBMISSIONS]
-    monkeypatch.setitem(engine_module._PARSERS, CanvasList.SUBMISSIONS, skip_after_bad(real))
+    monkeypatch.setattr(canvas, "parse_submissions", skip_after_bad_page(canvas.parse_submissions))
     with pytest.raises(AssertionError, match="only corrupted"):
         check_round(r)

@@ -8,7 +8,14 @@ from hypothesis import strategies as st
 
 from sync_core.canvas import Assignment, CourseSnapshot, Student, Submission
 from sync_core.credentials import Assertion, Member
-from sync_core.reconcile import awarded_in, earned, leaderboard, owners_by_email, plan_members
+from sync_core.reconcile import (
+    awarded_in,
+    earned,
+    leaderboard,
+    owners_by_email,
+    plan_members,
+    rerank,
+)
 from sync_core.rules import (
     AssignmentScore,
     CourseCompleted,
@@ -119,24 +126,59 @@ def test_members_diff_keys_on_user_and_holds_unreachable_students() -> None:
 
 def test_awards_count_across_old_emails_and_revoked_ones_still_count() -> None:
     owners = owners_by_email({1: ["old@x", "new@x"], 2: ["b@x"]})
-    found = awarded_in(
+    found, live = awarded_in(
         [
             Assertion("E1", "b", "old@x", revoked=True),
             Assertion("E2", "c", "b@x", False),
             Assertion("E3", "b", "stranger@x", False),
+            Assertion("E4", "b", "new@x", False),
+            Assertion("E5", "d", "b@x", True),
         ],
         owners,
-        ["b"],
+        ["b", "d"],
     )
-    assert found == {(1, "b"): "E1"}
+    assert found == {(1, "b"): "E1", (2, "d"): "E5"}  # the first assertion names the award
+    assert live == {"b": {1}, "d": set()}  # only unrevoked ones rank
 
 
 @given(st.dictionaries(st.integers(1, 20), st.sets(st.sampled_from("abc")), max_size=8))
 def test_leaderboard_ranks_by_distinct_badges_then_user(held: dict[int, set[str]]) -> None:
-    awards = [(uid, b) for uid, badges in held.items() for b in badges for _ in range(2)]
-    board = leaderboard(held.keys(), awards)
+    holders: dict[str, list[int]] = {}
+    for uid, badges in held.items():
+        for b in badges:
+            holders.setdefault(b, []).extend([uid, uid])  # an award held twice counts once
+    holders["z"] = [999]  # not a member: not ranked
+    board = leaderboard(held.keys(), holders)
     assert [e.user_id for e in board] == sorted(held, key=lambda u: (-len(held[u]), u))
     assert all(e.badges == len(held[e.user_id]) for e in board)
+    assert leaderboard(held.keys(), holders, board) == board
+
+
+Holders = dict[str, set[int]]
+
+
+@given(
+    st.sets(st.integers(1, 12), max_size=8),
+    st.dictionaries(st.sampled_from("abcd"), st.sets(st.integers(1, 12)), max_size=4),
+    st.sets(st.integers(1, 12), max_size=8),
+    st.dictionaries(st.sampled_from("abcd"), st.sets(st.integers(1, 12)), max_size=4),
+)
+def test_rerank_moves_only_the_changed_users_to_where_a_fresh_ranking_puts_them(
+    members: set[int], holders: Holders, members_after: set[int], holders_after: Holders
+) -> None:
+    """An incremental round re-ranks only the users whose awards or membership changed;
+    the result is the ranking derived afresh from the new members and awards."""
+    before = leaderboard(members, holders)
+
+    def held(uids: set[int], by_badge: Holders, uid: int) -> int | None:
+        return sum(uid in h for h in by_badge.values()) if uid in uids else None
+
+    moved = {
+        uid: held(members_after, holders_after, uid)
+        for uid in members | members_after
+        if held(members, holders, uid) != held(members_after, holders_after, uid)
+    }
+    assert rerank(before, moved) == leaderboard(members_after, holders_after)
 
 
 @given(st.integers(1, 10**6), st.integers(1, 200))

@@ -33,6 +33,38 @@ def state_with_outbox() -> str:
     return state.dump(courses, next_request_id, now)
 
 
+def as_version_1(text: str) -> str:
+    """An engine state as credsync wrote it before the Credentials cache (format 1)."""
+    data = json.loads(text)
+    data["format"] = 1
+    for course in data["courses"]:
+        course["submissions"] = [
+            [u, a, s, False, None] for a, table in course.pop("scores") for u, s in table
+        ]
+        for key in ("students", "earned", "assignments", "quizzes", "members"):
+            del course[key]
+        del course["live_awards"], course["leaderboard"]
+    return json.dumps(data)
+
+
+def test_a_version_1_state_loads_and_its_courses_resync_in_full() -> None:
+    """Format 2 added the engine's cache of Credentials; a format 1 state has none, so its
+    courses run a full round next, which fills it. Nothing it did hold is lost."""
+    world, rules = World.small(1)
+    engine = SyncEngine()
+    apply_links(engine, [world.link_course(c, r) for c, r in sorted(rules.items())])
+    engine.handle(Tick(world.clock.now))
+    courses, _, _ = state.load(engine.to_json())
+    courses[101].scores[8] = {7: 9.5}
+    courses[101].known_emails[7] = ["a@x.edu"]
+    text = state.dump(courses, 5, world.clock.now)
+    old, _, _ = state.load(as_version_1(text))
+    assert old[101].force_full and old[101].scores == {8: {7: 9.5}}
+    assert old[101].known_emails == {7: ["a@x.edu"]} and old[101].owners == {"a@x.edu": 7}
+    new, _, _ = state.load(text)
+    assert not new[101].force_full and new[101].scores == {8: {7: 9.5}}
+
+
 def saved(tmp_path: Path) -> tuple[Path, str]:
     path = tmp_path / "state.db"
     text = state_with_outbox()
