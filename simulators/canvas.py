@@ -8,10 +8,14 @@ only in case, and a read replica that lags the primary.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final, TypeVar, cast
 
 from simulators.clock import VirtualClock
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 ENROLLMENT_TYPES: Final = (
     "StudentEnrollment",
@@ -190,6 +194,11 @@ class Canvas:
         self._course_submissions: dict[int, list[Submission]] = {}
         self._replica: Canvas | None = None
         self.writes = 0  # mutations so far: lets observers skip work when nothing changed
+        # The value of ``writes`` at each course's last change (its rows, grades, modules):
+        # lets observers of one course skip work when only others changed.
+        self.course_writes: dict[int, int] = {}
+        self._derived: dict[Hashable, object] = {}
+        self._derived_at = 0
         self._replica_at = clock.now
         self.refresh_replica()
 
@@ -210,6 +219,7 @@ class Canvas:
         snap.clock = self.clock
         snap.replica_lag = self.replica_lag
         snap.writes = self.writes
+        snap.course_writes = dict(self.course_writes)
         snap.courses = _clone_values(self.courses)
         snap.sections = _clone_values(self.sections)
         snap.users = _clone_values(self.users)
@@ -233,6 +243,8 @@ class Canvas:
             course: [snap.submissions[(s.assignment_id, s.user_id)] for s in subs]
             for course, subs in self._course_submissions.items()
         }
+        snap._derived = {}
+        snap._derived_at = snap.writes
         snap._replica = None
         snap._replica_at = self._replica_at
         return snap
@@ -241,13 +253,16 @@ class Canvas:
         """The state as of the last :meth:`refresh_replica`; a replica is its own replica."""
         return self if self._replica is None else self._replica
 
-    def _write_time(self) -> float:
-        """Every mutation goes through here: a replica older than ``replica_lag`` catches up
-        *before* the write, so it always lags the primary by whole writes."""
+    def _write_time(self, course_id: int | None) -> float:
+        """Every mutation goes through here, naming the course it changes (``None``: a
+        user's own data): a replica older than ``replica_lag`` catches up *before* the
+        write, so it always lags the primary by whole writes."""
         now = self.clock.now
         if now - self._replica_at >= self.replica_lag:
             self.refresh_replica()
         self.writes += 1
+        if course_id is not None:
+            self.course_writes[course_id] = self.writes
         return now
 
     def _new_id(self, kind: str) -> int:
@@ -257,6 +272,21 @@ class Canvas:
 
     def _index(self, kind: str, course_id: int, entity_id: int) -> None:
         self._by_course[kind].setdefault(course_id, []).append(entity_id)
+
+    def derived(self, key: Hashable, compute: Callable[[], V]) -> V:
+        """``compute()``, kept until the next write: a view of the state (a course's rows
+        in an API's sort order, say) that every request would otherwise rebuild. Every
+        mutation goes through :meth:`_write_time`, which counts it in ``writes``, so a
+        view computed at the same count is the one ``compute`` would give now. Callers
+        must treat the value as read-only."""
+        if self._derived_at != self.writes:
+            self._derived.clear()
+            self._derived_at = self.writes
+        if key in self._derived:
+            return cast(V, self._derived[key])
+        value = compute()
+        self._derived[key] = value
+        return value
 
     # ------------------------------------------------------------------ lookups
 
@@ -293,45 +323,81 @@ class Canvas:
 
     def current_score(self, course_id: int, user_id: int) -> float | None:
         """Canvas's ``current_score``: graded work only, as a percentage of its points."""
-        earned = possible = 0.0
-        for assignment in self.assignments_in(course_id):
-            sub = self.submissions.get((assignment.id, user_id))
-            if not assignment.counts_for_grade or sub is None:
-                continue
-            if sub.excused or sub.score is None:
-                continue
-            earned += sub.score
-            possible += assignment.points_possible or 0.0
-        return round(earned / possible * 100, 2) if possible > 0 else None
+        return self.scores(course_id, user_id)[0]
 
     def final_score(self, course_id: int, user_id: int) -> float | None:
         """Canvas's ``final_score``: like the current score, but ungraded work counts as 0."""
-        earned = possible = 0.0
-        for assignment in self.assignments_in(course_id):
-            sub = self.submissions.get((assignment.id, user_id))
-            if not assignment.counts_for_grade or (sub is not None and sub.excused):
+        return self.scores(course_id, user_id)[1]
+
+    def scores(self, course_id: int, user_id: int) -> tuple[float | None, float | None]:
+        """(current, final) score, kept until the next write: enrollment pages and the
+        world's oracle ask for every student's, round after round."""
+        memo: dict[int, tuple[float | None, float | None]]
+        memo = self.derived(("scores", course_id), dict)
+        found = memo.get(user_id)
+        if found is None:
+            found = memo[user_id] = self._scores(course_id, user_id)
+        return found
+
+    def _scores(self, course_id: int, user_id: int) -> tuple[float | None, float | None]:
+        """(current, final) score in one pass over the assignments that count."""
+        current_earned = current_possible = final_earned = final_possible = 0.0
+        submissions = self.submissions
+        for assignment in self._graded_assignments(course_id):
+            sub = submissions.get((assignment.id, user_id))
+            points = assignment.points_possible or 0.0
+            if sub is None:
+                final_possible += points
                 continue
-            earned += sub.score if sub is not None and sub.score is not None else 0.0
-            possible += assignment.points_possible or 0.0
-        return round(earned / possible * 100, 2) if possible > 0 else None
+            if sub.excused:
+                continue
+            final_possible += points
+            if sub.score is not None:
+                final_earned += sub.score
+                current_earned += sub.score
+                current_possible += points
+        return _percent(current_earned, current_possible), _percent(final_earned, final_possible)
+
+    def _graded_assignments(self, course_id: int) -> list[Assignment]:
+        """The live assignments that count for a grade, in position order."""
+        return self.derived(
+            ("graded-assignments", course_id),
+            lambda: [a for a in self.assignments_in(course_id) if a.counts_for_grade],
+        )
 
     def module_progress(self, module_id: int, user_id: int) -> tuple[str, float | None]:
         """(state, completed_at) of a module for a student.
 
         ``completed`` needs at least one requirement and all of them met; a module without
         requirements stays ``unlocked`` forever, which is why such modules earn nothing.
+        Kept until the next write: every round reads every student's progress.
         """
-        required = [
-            item for i in self.modules[module_id].items if (item := self.items[i]).requirement
-        ]
+        memo: dict[int, tuple[str, float | None]] = self.derived(("progress", module_id), dict)
+        found = memo.get(user_id)
+        if found is None:
+            found = memo[user_id] = self._module_progress(module_id, user_id)
+        return found
+
+    def _module_progress(self, module_id: int, user_id: int) -> tuple[str, float | None]:
+        required = self.required_items(module_id)
+        completions = self.completions
         done = [
-            self.completions[(item.id, user_id)]
-            for item in required
-            if (item.id, user_id) in self.completions
+            completions[(item_id, user_id)]
+            for item_id in required
+            if (item_id, user_id) in completions
         ]
         if required and len(done) == len(required):
             return "completed", max(done)
         return ("started" if done else "unlocked"), None
+
+    def required_items(self, module_id: int) -> tuple[int, ...]:
+        """Ids of the module's items that carry a completion requirement, in item order."""
+
+        def compute() -> tuple[int, ...]:
+            items = self.items
+            return tuple(i for i in self.modules[module_id].items if items[i].requirement)
+
+        return self.derived(("required", module_id), compute)
 
     # ------------------------------------------------------------------ mutations
 
@@ -339,8 +405,9 @@ class Canvas:
         """A course comes with its default section, as in Canvas."""
         if workflow_state not in COURSE_STATES:
             raise ValueError(f"unknown course state {workflow_state!r}")
-        now = self._write_time()
+        now = self._write_time(None)
         course_id = self._new_id("course")
+        self.course_writes[course_id] = self.writes
         code = f"C{course_id}"
         self.courses[course_id] = Course(course_id, name, code, workflow_state, now, now)
         self.create_section(course_id, name)
@@ -348,14 +415,14 @@ class Canvas:
 
     def create_section(self, course_id: int, name: str) -> int:
         self._course(course_id)
-        self._write_time()
+        self._write_time(course_id)
         section_id = self._new_id("section")
         self.sections[section_id] = Section(section_id, course_id, name)
         self._index("section", course_id, section_id)
         return section_id
 
     def create_user(self, name: str, email: str | None, login_id: str | None = None) -> int:
-        now = self._write_time()
+        now = self._write_time(None)
         user_id = self._new_id("user")
         first, _, last = name.rpartition(" ")
         sortable = f"{last}, {first}" if first else name
@@ -387,7 +454,7 @@ class Canvas:
             section_id = sections[0]
         elif section_id not in sections:
             raise ValueError(f"section {section_id} is not in course {course_id}")
-        now = self._write_time()
+        now = self._write_time(course_id)
         enrollment_id = self._new_id("enrollment")
         self.enrollments[enrollment_id] = Enrollment(
             enrollment_id, user_id, course_id, section_id, type, state, now, now
@@ -402,14 +469,14 @@ class Canvas:
         if state not in ENROLLMENT_STATES:
             raise ValueError(f"unknown enrollment state {state!r}")
         enrollment = self.enrollments[enrollment_id]
-        enrollment.updated_at = self._write_time()
+        enrollment.updated_at = self._write_time(enrollment.course_id)
         enrollment.state = state
 
     def conclude_course(self, course_id: int) -> None:
         """Canvas's ``update_all``: active and invited rows become completed in bulk, with
         no per-row callbacks, so nothing else about them (not even ``updated_at``) moves."""
         course = self._course(course_id)
-        course.updated_at = self._write_time()
+        course.updated_at = self._write_time(course_id)
         course.workflow_state = "completed"
         for enrollment in self.enrollments_in(course_id):
             if enrollment.state in ("active", "invited"):
@@ -418,7 +485,7 @@ class Canvas:
     def delete_course(self, course_id: int) -> None:
         """Deleting a course deletes every enrollment row in it, as Canvas does."""
         course = self._course(course_id)
-        now = self._write_time()
+        now = self._write_time(course_id)
         course.updated_at = now
         course.workflow_state = "deleted"
         for enrollment in self.enrollments_in(course_id):
@@ -427,7 +494,7 @@ class Canvas:
                 enrollment.updated_at = now
 
     def change_email(self, user_id: int, email: str | None) -> None:
-        self._write_time()
+        self._write_time(None)
         user = self.users[user_id]
         user.email = email
         if email is not None:
@@ -473,21 +540,21 @@ class Canvas:
     def delete_assignment(self, assignment_id: int) -> None:
         """Deleting a quiz's assignment deletes the quiz too; submissions stay in storage."""
         assignment = self.assignments[assignment_id]
-        assignment.updated_at = self._write_time()
+        assignment.updated_at = self._write_time(assignment.course_id)
         assignment.deleted = True
         if assignment.quiz_id is not None:
             self.quizzes[assignment.quiz_id].deleted = True
 
     def submit(self, course_id: int, assignment_id: int, user_id: int) -> None:
         sub = self._submission(course_id, assignment_id, user_id)
-        sub.submitted_at = self._write_time()
+        sub.submitted_at = self._write_time(course_id)
         sub.workflow_state = "submitted"
         sub.attempt = (sub.attempt or 0) + 1
 
     def grade(self, course_id: int, assignment_id: int, user_id: int, score: float) -> None:
         """Grading (or regrading) moves ``graded_at``, which drives ``graded_since``."""
         sub = self._submission(course_id, assignment_id, user_id)
-        sub.graded_at = self._write_time()
+        sub.graded_at = self._write_time(course_id)
         sub.score = float(score)
         sub.excused = False
         sub.workflow_state = "graded"
@@ -495,14 +562,14 @@ class Canvas:
     def excuse(self, course_id: int, assignment_id: int, user_id: int) -> None:
         """Excusing clears the score and counts as a grading event."""
         sub = self._submission(course_id, assignment_id, user_id)
-        sub.graded_at = self._write_time()
+        sub.graded_at = self._write_time(course_id)
         sub.score = None
         sub.excused = True
         sub.workflow_state = "graded"
 
     def create_module(self, course_id: int, name: str) -> int:
         self._course(course_id)
-        now = self._write_time()
+        now = self._write_time(course_id)
         module_id = self._new_id("module")
         position = len(self._by_course["module"].get(course_id, [])) + 1
         self.modules[module_id] = Module(module_id, course_id, name, position, now)
@@ -525,7 +592,7 @@ class Canvas:
             raise ValueError(f"unknown completion requirement {requirement!r}")
         if (requirement == "min_score") != (min_score is not None):
             raise ValueError("min_score goes with, and only with, a min_score requirement")
-        self._write_time()
+        self._write_time(module.course_id)
         item_id = self._new_id("item")
         req = Requirement(requirement, min_score) if requirement is not None else None
         position = len(module.items) + 1
@@ -537,7 +604,8 @@ class Canvas:
         """Record that a student met an item's requirement; the first completion counts."""
         if item_id not in self.items or user_id not in self.users:
             raise KeyError(f"unknown item {item_id} or user {user_id}")
-        now = self._write_time()
+        course_id = self.modules[self.items[item_id].module_id].course_id
+        now = self._write_time(course_id)
         self.completions.setdefault((item_id, user_id), now)
 
     # ------------------------------------------------------------------ internals
@@ -557,7 +625,7 @@ class Canvas:
         published: bool,
     ) -> int:
         self._course(course_id)
-        now = self._write_time()
+        now = self._write_time(course_id)
         assignment_id = self._new_id("assignment")
         position = len(self._by_course["assignment"].get(course_id, [])) + 1
         assignment = Assignment(
@@ -600,8 +668,8 @@ class Canvas:
         return sub
 
 
-K = TypeVar("K")
-V = TypeVar("V")
+def _percent(earned: float, possible: float) -> float | None:
+    return round(earned / possible * 100, 2) if possible > 0 else None
 
 
 def _clone_values(entities: dict[K, V]) -> dict[K, V]:

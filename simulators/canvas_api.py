@@ -15,7 +15,10 @@ import math
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
+from copy import deepcopy
 from datetime import UTC, datetime
+from functools import lru_cache
+from itertools import islice
 from typing import Final, TypeVar
 
 from simulators.api import ApiRequest, json_response, link_header, parse_id, ruby_to_i
@@ -145,13 +148,13 @@ class CanvasApi:
         client_id = params.get("client_id") or (basic[0] if basic else None)
         secret = params.get("client_secret") or (basic[1] if basic else None)
         if params.get("grant_type") != "refresh_token":
-            return json_response(400, UNSUPPORTED_GRANT)
+            return _fixed(400, UNSUPPORTED_GRANT)
         known = None if client_id is None else self.tokens.client_secret(Service.CANVAS, client_id)
         if known is None or secret != known:
-            return json_response(401, UNKNOWN_CLIENT)
+            return _fixed(401, UNKNOWN_CLIENT)
         grant = self.tokens.grant_refresh(Service.CANVAS, params.get("refresh_token", ""))
         if grant is None:
-            return json_response(400, REFRESH_NOT_FOUND)
+            return _fixed(400, REFRESH_NOT_FOUND)
         access, _, user_id = grant
         body: Json = {"access_token": access, "token_type": "Bearer"}
         user = None if user_id is None else self.canvas.users.get(user_id)
@@ -214,7 +217,7 @@ class CanvasApi:
                 return _not_found()
             user_id = self.tokens.user_of(_token(request))
             if user_id is not None and not self._enrollments_of(user_id, course.id):
-                return json_response(403, NOT_AUTHORIZED)
+                return _fixed(403, NOT_AUTHORIZED)
             return action(course, request, shift)
 
         return run
@@ -224,12 +227,12 @@ class CanvasApi:
     def _authenticate(self, request: ApiRequest) -> HttpResponse | None:
         token = _token(request)
         if token is None:
-            return json_response(401, NO_CREDENTIALS, WWW_AUTHENTICATE)
+            return _fixed(401, NO_CREDENTIALS, WWW_AUTHENTICATE)
         if not self.tokens.validate(Service.CANVAS, token):
-            return json_response(401, INVALID_TOKEN, WWW_AUTHENTICATE)
+            return _fixed(401, INVALID_TOKEN, WWW_AUTHENTICATE)
         scopes = self.tokens.scopes_of(token)
         if scopes is not None and scope_for(request) not in scopes:
-            return json_response(401, INSUFFICIENT_SCOPES)
+            return _fixed(401, INSUFFICIENT_SCOPES)
         return None
 
     def _enrollments_of(self, user_id: int, course_id: int) -> list[Enrollment]:
@@ -292,7 +295,7 @@ class CanvasApi:
             return _not_found()
         caller = self.tokens.user_of(_token(request))
         if caller is not None and caller != user_id:
-            return json_response(403, NOT_AUTHORIZED)
+            return _fixed(403, NOT_AUTHORIZED)
         return self._courses_of(user_id, request, shift)
 
     def _sections(self, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
@@ -308,28 +311,35 @@ class CanvasApi:
         return _numbered(request, quizzes, lambda q: quiz_json(q, request.origin), shift)
 
     def _enrollments(self, course: Course, request: ApiRequest) -> HttpResponse:
-        types = set(request.params("type[]"))
-        states = set(request.params("state[]"))
-        rows = [
-            e
-            for e in self.canvas.enrollments_in(course.id)
-            if (not types or e.type in types)
-            and (e.state in states if states else e.state not in _HIDDEN_ENROLLMENT_STATES)
-        ]
-        users = self.canvas.users
+        types = frozenset(request.params("type[]"))
+        states = frozenset(request.params("state[]"))
+        rows, keys = self._enrollment_order(course.id)
 
-        def key(e: Enrollment) -> Key:
-            return (e.type, users[e.user_id].sortable_name, e.id)
+        def accept(e: Enrollment) -> bool:
+            return (not types or e.type in types) and (
+                e.state in states if states else e.state not in _HIDDEN_ENROLLMENT_STATES
+            )
 
-        rows.sort(key=key)
         return _bookmarked(
             request,
             rows,
-            key,
+            _enrollment_key(self.canvas),
             (str, str, int),
-            lambda e: True,
+            accept,
             lambda e: self._enrollment_json(e, request.origin, with_user=True),
+            keys,
         )
+
+    def _enrollment_order(self, course_id: int) -> tuple[list[Enrollment], list[Key]]:
+        """Every enrollment row of the course in bookmark order (type, sortable name, id),
+        with its keys: sorted once per change of Canvas, not once per page."""
+
+        def compute() -> tuple[list[Enrollment], list[Key]]:
+            key = _enrollment_key(self.canvas)
+            rows = sorted(self.canvas.enrollments_in(course_id), key=key)
+            return rows, [key(e) for e in rows]
+
+        return self.canvas.derived(("enrollment-order", course_id), compute)
 
     def _users(self, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
         wanted_types = {
@@ -380,7 +390,7 @@ class CanvasApi:
             return json_response(400, {"error": "too many students"})
         readable = self._readable_students(course, request)
         if readable is not None and not explicit <= readable:
-            return json_response(403, NOT_AUTHORIZED)  # another student's work, by id
+            return _fixed(403, NOT_AUTHORIZED)  # another student's work, by id
         published = {a.id for a in self.canvas.assignments_in(course.id) if a.published}
         asked = request.params("assignment_ids[]")
         if asked:
@@ -395,44 +405,60 @@ class CanvasApi:
         elif readable is not None:  # for a student, "all" is everyone it may see: itself
             students &= readable
         workflow = request.param("workflow_state")
+        graded_since = since.get("graded_since")
+        submitted_since = since.get("submitted_since")
 
         def accept(sub: Submission) -> bool:
             return (
                 sub.assignment_id in published
                 and sub.user_id in students
                 and (workflow is None or sub.workflow_state == workflow)
-                and _after(sub.graded_at, since.get("graded_since"))
-                and _after(sub.submitted_at, since.get("submitted_since"))
+                and (graded_since is None or _after(sub.graded_at, graded_since))
+                and (submitted_since is None or _after(sub.submitted_at, submitted_since))
             )
 
         rows = self.canvas.submissions_in(course.id)
         return _bookmarked(
             request,
             rows,
-            lambda s: (s.id,),
+            _submission_key,
             (int,),
             accept,
             lambda s: submission_json(s, self.canvas.assignments[s.assignment_id]),
         )
 
-    def _submission_students(self, course: Course, enrollment_state: str | None) -> set[int]:
+    def _submission_students(self, course: Course, enrollment_state: str | None) -> frozenset[int]:
         """Every non-deleted student enrollment counts unless ``enrollment_state`` narrows
-        it, so concluded students keep their submissions visible."""
+        it, so concluded students keep their submissions visible. Kept until Canvas
+        changes: every module or progress read of a student checks it."""
         wanted = {"active": {"active"}, "concluded": {"completed"}}.get(enrollment_state or "")
-        return {
-            e.user_id
-            for e in self.canvas.enrollments_in(course.id)
-            if e.type == "StudentEnrollment"
-            and e.state != "deleted"
-            and (wanted is None or e.state in wanted)
-        }
+
+        def compute() -> frozenset[int]:
+            return frozenset(
+                e.user_id
+                for e in self.canvas.enrollments_in(course.id)
+                if e.type == "StudentEnrollment"
+                and e.state != "deleted"
+                and (wanted is None or e.state in wanted)
+            )
+
+        narrowed = enrollment_state if wanted is not None else None
+        return self.canvas.derived(("students", course.id, narrowed), compute)
+
+    def _modules_in_order(self, course_id: int) -> list[Module]:
+        """The course's modules by (position, id), sorted once per change of Canvas."""
+
+        def compute() -> list[Module]:
+            return sorted(self.canvas.modules_in(course_id), key=lambda m: (m.position, m.id))
+
+        return self.canvas.derived(("module-order", course_id), compute)
 
     def _modules(self, course: Course, request: ApiRequest, shift: int) -> HttpResponse:
         student = self._student_param(course, request)
         if isinstance(student, HttpResponse):
             return student
         with_items = "items" in request.params("include[]")
-        modules = sorted(self.canvas.modules_in(course.id), key=lambda m: (m.position, m.id))
+        modules = self._modules_in_order(course.id)
         return _numbered(
             request,
             modules,
@@ -451,7 +477,7 @@ class CanvasApi:
             return _not_found()
         readable = self._readable_students(course, request)
         if readable is not None and student not in readable:
-            return json_response(403, NOT_AUTHORIZED)
+            return _fixed(403, NOT_AUTHORIZED)
         return student
 
     def _module_items(
@@ -481,7 +507,7 @@ class CanvasApi:
         if assignment is None or assignment.course_id != course.id or assignment.deleted:
             return _not_found()
         if self._readable_students(course, request) is not None:
-            return json_response(403, NOT_AUTHORIZED)  # a grader's list: students use their own
+            return _fixed(403, NOT_AUTHORIZED)  # a grader's list: students use their own
         rows = [
             sub
             for user_id in sorted(self._submission_students(course, None))
@@ -510,8 +536,8 @@ class CanvasApi:
             return _not_found()
         readable = self._readable_students(course, request)
         if readable is not None and user_id not in readable:
-            return json_response(403, NOT_AUTHORIZED)  # another's needs view_all_grades
-        modules = sorted(self.canvas.modules_in(course.id), key=lambda m: (m.position, m.id))
+            return _fixed(403, NOT_AUTHORIZED)  # another's needs view_all_grades
+        modules = self._modules_in_order(course.id)
         required = [
             item.id
             for module in modules
@@ -519,7 +545,7 @@ class CanvasApi:
             if (item := self.canvas.items[i]).requirement is not None
         ]
         if not required or user_id not in self._submission_students(course, None):
-            return json_response(400, NO_PROGRESS)
+            return _fixed(400, NO_PROGRESS)
         done = [
             self.canvas.completions[(item_id, user_id)]
             for item_id in required
@@ -557,8 +583,7 @@ class CanvasApi:
             "html_url": f"{origin}/courses/{e.course_id}/users/{e.user_id}",
         }
         if e.type == "StudentEnrollment":
-            current = self.canvas.current_score(e.course_id, e.user_id)
-            final = self.canvas.final_score(e.course_id, e.user_id)
+            current, final = self.canvas.scores(e.course_id, e.user_id)
             out["grades"] = {
                 "html_url": f"{origin}/courses/{e.course_id}/grades/{e.user_id}",
                 "current_score": current,
@@ -746,12 +771,16 @@ def quiz_json(q: Quiz, origin: str) -> Json:
     }
 
 
+_SUBMISSION_TYPES: Final = {"online_quiz": "online_quiz", "external_tool": "basic_lti_launch"}
+
+
 def submission_json(s: Submission, assignment: Assignment) -> Json:
     grade = None if s.score is None else _grade_text(s.score)
     graded = None if s.graded_at is None else iso(s.graded_at)
-    submission_type = {"online_quiz": "online_quiz", "external_tool": "basic_lti_launch"}.get(
-        assignment.submission_types[0] if assignment.submission_types else "", "online_upload"
-    )
+    submission_type = None
+    if s.submitted_at is not None:
+        kinds = assignment.submission_types
+        submission_type = _SUBMISSION_TYPES.get(kinds[0] if kinds else "", "online_upload")
     return {
         "id": s.id,
         "user_id": s.user_id,
@@ -772,7 +801,7 @@ def submission_json(s: Submission, assignment: Assignment) -> Json:
         "seconds_late": 0,
         "late_policy_status": None,
         "points_deducted": None,
-        "submission_type": None if s.submitted_at is None else submission_type,
+        "submission_type": submission_type,
         "grade_matches_current_submission": True,
         "cached_due_date": None,
     }
@@ -783,6 +812,7 @@ def _grade_text(score: float) -> str:
     return f"{round(score, 2):g}" if math.isfinite(score) else str(score)
 
 
+@lru_cache(maxsize=256)  # an incremental read sends its watermark page after page
 def _parse_since(raw: str) -> float | None:
     """Canvas's ``Api::ISO8601_REGEX``; a value without a zone is read as UTC."""
     if not _ISO8601.match(raw):
@@ -826,14 +856,27 @@ def _token(request: ApiRequest) -> str | None:
     return request.bearer() or request.param("access_token")
 
 
+def _fixed(
+    status: int, body: Mapping[str, object], headers: Mapping[str, str] | None = None
+) -> HttpResponse:
+    """One of the module's fixed answers, copied: a response body goes to the caller as
+    it is (see :func:`~simulators.api.json_response`), and a caller that changed it must
+    not change the next answer."""
+    return json_response(status, deepcopy(dict(body)), headers)
+
+
 def _not_found() -> HttpResponse:
-    return json_response(404, NOT_FOUND)
+    return _fixed(404, NOT_FOUND)
 
 
 def _per_page(request: ApiRequest) -> int:
     raw = request.param("per_page")
     value = DEFAULT_PER_PAGE if raw is None else ruby_to_i(raw)
     return min(max(value, 1), MAX_PER_PAGE)
+
+
+_UNLINKED: Final = ("access_token", "api_key")
+"""Credentials a client may pass in the query, which Canvas never echoes in ``Link``."""
 
 
 def _numbered(
@@ -855,20 +898,30 @@ def _numbered(
     start = (page - 1) * per_page + (shift if page > 1 else 0)
     chunk = rows[start : start + per_page]
 
+    prefix = request.link_prefix(("page", "per_page"), _UNLINKED)
+    more = start + per_page < len(rows)
+    last = max(1, math.ceil(len(rows) / per_page)) if with_last else None
+    links = {"Link": _numbered_links(prefix, page, per_page, more, last)}
+    return _ok([render(r) for r in chunk], links)
+
+
+@lru_cache(maxsize=4096)
+def _numbered_links(prefix: str, page: int, per_page: int, more: bool, last: int | None) -> str:
+    """A numbered page's ``Link`` value. Cached: a sync asks for the same pages (a
+    student's modules) round after round, and the header depends on nothing else."""
+
     def url(p: int) -> str:
-        return request.url_with(
-            {"page": str(p), "per_page": str(per_page)}, ("access_token", "api_key")
-        )
+        return f"{prefix}page={p}&per_page={per_page}"  # numbers: nothing to encode
 
     links = [("current", url(page))]
-    if start + per_page < len(rows):
+    if more:
         links.append(("next", url(page + 1)))
     if page > 1:
         links.append(("prev", url(page - 1)))
     links.append(("first", url(1)))
-    if with_last:
-        links.append(("last", url(max(1, math.ceil(len(rows) / per_page)))))
-    return _ok([render(r) for r in chunk], link_header(links, ","))
+    if last is not None:
+        links.append(("last", url(last)))
+    return link_header(links, ",")["Link"]
 
 
 def _bookmarked(
@@ -878,10 +931,12 @@ def _bookmarked(
     shape: tuple[type, ...],
     accept: Callable[[T], bool],
     render: Callable[[T], Json],
+    keys: Sequence[Key] | None = None,
 ) -> HttpResponse:
-    """Keyset pages over ``rows`` (sorted by ``key``): ``page=first``, then
-    ``page=bookmark:<token>`` resuming strictly after the token's key. Never a ``last``;
-    an undecodable bookmark silently restarts at the first page, as Canvas does."""
+    """Keyset pages over ``rows`` (sorted by ``key``; ``keys``, when given, are those keys
+    precomputed): ``page=first``, then ``page=bookmark:<token>`` resuming strictly after
+    the token's key. Never a ``last``; an undecodable bookmark silently restarts at the
+    first page, as Canvas does."""
     raw = request.param("page")
     after: Key | None = None
     if raw is not None and raw.startswith("bookmark:"):
@@ -889,10 +944,15 @@ def _bookmarked(
     elif raw not in (None, "first", "1"):
         return _not_found()
     per_page = _per_page(request)
-    index = 0 if after is None else bisect_right(rows, after, key=key)
+    if after is None:
+        index = 0
+    elif keys is not None:
+        index = bisect_right(keys, after)
+    else:
+        index = bisect_right(rows, after, key=key)
     chunk: list[T] = []
     more = False
-    for row in rows[index:]:
+    for row in islice(rows, index, None):
         if not accept(row):
             continue
         if len(chunk) == per_page:
@@ -901,9 +961,7 @@ def _bookmarked(
         chunk.append(row)
 
     def url(page: str) -> str:
-        return request.url_with(
-            {"page": page, "per_page": str(per_page)}, ("access_token", "api_key")
-        )
+        return request.url_with({"page": page, "per_page": str(per_page)}, _UNLINKED)
 
     current = "first" if after is None else str(raw)
     links = [("current", url(current))]
@@ -911,6 +969,16 @@ def _bookmarked(
         links.append(("next", url("bookmark:" + _encode_bookmark(key(chunk[-1])))))
     links.append(("first", url("first")))
     return _ok([render(r) for r in chunk], link_header(links, ","))
+
+
+def _enrollment_key(canvas: Canvas) -> Callable[[Enrollment], Key]:
+    """Canvas's enrollment bookmark order: type, then the user's sortable name, then id."""
+    users = canvas.users
+    return lambda e: (e.type, users[e.user_id].sortable_name, e.id)
+
+
+def _submission_key(s: Submission) -> Key:
+    return (s.id,)
 
 
 def _encode_bookmark(key: Key) -> str:

@@ -7,6 +7,7 @@ Nothing in the simulators reads the wall clock: every timestamp comes from one
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 EPOCH_2025_09_01 = 1_756_684_800.0
 
@@ -24,11 +25,15 @@ class VirtualClock:
         self.now += seconds
 
 
+@lru_cache(maxsize=8192)
 def iso(t: float) -> str:
-    """Canvas's REST timestamp form: UTC, whole seconds, literal ``Z``."""
+    """Canvas's REST timestamp form: UTC, whole seconds, literal ``Z``. Cached: a page
+    renders the same few stamps (creation times, a grading session) over and over."""
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@lru_cache(maxsize=8192)
 def iso_micro(t: float) -> str:
-    """Badgr's ``createdAt`` form: UTC with microseconds and a literal ``Z``."""
+    """Badgr's ``createdAt`` form: UTC with microseconds and a literal ``Z`` (cached, as
+    :func:`iso` is)."""
     return datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -38,7 +38,7 @@ CONTENT_TYPE: Final = {"Content-Type": "application/ld+json"}
 MAX_NUM: Final = 500
 RECIPIENT_TYPES: Final = frozenset({"email", "url", "telephone", "openBadgeId"})
 _TRUE: Final = frozenset({"true", "1"})
-REQUIRED: Final = ["This field is required."]
+REQUIRED: Final = "This field is required."
 NON_FIELD: Final = "non_field_errors"
 DUPLICATE_AWARD: Final = "A previous award of this badge already exists for this recipient."
 CREATED_BY: Final = "c3lzdGVtLXVzZXItMDAwMDAx"
@@ -261,7 +261,7 @@ class CredentialsApi:
         body = request.json
         items = body.get("assertions") if isinstance(body, Mapping) else None
         if not isinstance(items, list):
-            return bad_request({"assertions": REQUIRED})
+            return bad_request({"assertions": [REQUIRED]})
         checked = [self._award_fields(item, badge_id) for item in items]
         if any(isinstance(fields, dict) for fields in checked):
             return error(400, "bad request", [f if isinstance(f, dict) else {} for f in checked])
@@ -339,7 +339,7 @@ class CredentialsApi:
         body = request.json
         reason = body.get("revocation_reason") if isinstance(body, Mapping) else None
         if not isinstance(reason, str) or not reason.strip():
-            return bad_request({"revocation_reason": REQUIRED})
+            return bad_request({"revocation_reason": [REQUIRED]})
         if self.credentials.assertions[assertion_id].revoked:
             return bad_request(validation_errors=["Assertion is already revoked"])
         assertion = self.credentials.revoke(assertion_id, reason)
@@ -467,7 +467,7 @@ class CredentialsApi:
         if not isinstance(email, str) or "@" not in email:
             errors["email"] = ["Enter a valid email address."]
         if not isinstance(name, str):
-            errors["name"] = REQUIRED
+            errors["name"] = [REQUIRED]
         earned = (
             [b for b in raw_earned if isinstance(b, str)] if isinstance(raw_earned, list) else []
         )

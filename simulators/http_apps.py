@@ -36,6 +36,8 @@ import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from simulators import openapi as oa
 from simulators.api import ApiRequest, json_response
@@ -348,7 +350,68 @@ def _build(
             responses=endpoint.doc.responses(),
             openapi_extra=_openapi_extra(endpoint),
         )
+    # Routes compare by value, not identity, and do not hash: kept by id.
+    api_routes = frozenset(
+        id(r) for r in app.router.routes if getattr(r, "endpoint", None) is serve
+    )
+
+    async def direct(request: Request, label: str) -> Response:
+        return await _serve(services, service, error_shape, request, label)
+
+    app.add_middleware(_Direct, routes=app.router.routes, api_routes=api_routes, handle=direct)
     return app
+
+
+class _Direct:
+    """The API requests' short cut past FastAPI's routing, dependency solving and
+    exception middleware, which cost more than the simulated service's own work.
+
+    Every API request ends in :func:`_serve` anyway: a routed one through ``serve``, an
+    unrouted one (404/405) through the ``refuse`` handler. This middleware picks the route
+    exactly as Starlette's router does (the first full match, else the first partial one)
+    and, when that is an API route or none, calls :func:`_serve` with the very label
+    ``serve`` would give. Everything else (token grants, ``/openapi.json``, the docs)
+    goes down the stack as before. It sits inside Starlette's ``ServerErrorMiddleware``,
+    so an exception (a dropped connection) still meets the same outermost handling."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        routes: list[BaseRoute],
+        api_routes: frozenset[int],
+        handle: Callable[[Request, str], Coroutine[Any, Any, Response]],
+    ) -> None:
+        self.app = app
+        self.routes = routes  # the app's own list: routes added later count too
+        self.api_routes = api_routes
+        self.handle = handle
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = _routed(self.routes, scope)
+        if route is not None and id(route) not in self.api_routes:
+            await self.app(scope, receive, send)
+            return
+        where = "(no route)" if route is None else getattr(route, "path", "(no route)")
+        request = Request(scope, receive)
+        response = await self.handle(request, f"{request.method} {where}")
+        await response(scope, receive, send)
+
+
+def _routed(routes: list[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The route Starlette's router hands ``scope`` to: the first full match, else the
+    first partial one (a wrong method: 405), else none (404)."""
+    partial = None
+    for route in routes:
+        match, _ = route.matches(scope)
+        if match is Match.FULL:
+            return route
+        if match is Match.PARTIAL and partial is None:
+            partial = route
+    return partial
 
 
 def _add_token_route(app: FastAPI, path: str, summary: str, grant: TokenGrant, doc: oa.Doc) -> None:
@@ -432,15 +495,27 @@ def _json_or_none(body: bytes) -> object | None:
     return parsed
 
 
+_ASCII_JSON: Final = json.JSONEncoder(separators=(",", ":"), check_circular=False)
+_UTF8_JSON: Final = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, check_circular=False
+)
+
+
 def _response(response: HttpResponse) -> Response:
-    """Text bodies (Canvas's throttle answer) go as given, others as compact JSON."""
+    """Text bodies (Canvas's throttle answer) go as given, others as compact JSON, non-ASCII
+    text as UTF-8. Bodies are fresh trees (see ``json_response``), so no cycle check."""
     body = response.body
     if body is None:
         content = b""
     elif isinstance(body, str):
         content = body.encode()
     else:
-        content = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+        # CPython's ASCII encoder is about twice as fast; only when it had to escape
+        # something (``\u``) is the UTF-8 form, which may differ, made instead.
+        text = _ASCII_JSON.encode(body)
+        if "\\u" in text:
+            text = _UTF8_JSON.encode(body)
+        content = text.encode()
     return Response(content, response.status, dict(response.headers))
 
 

@@ -26,7 +26,7 @@ from adapter.http import HttpAdapter
 from adapter.tokens import OAuthToken
 from simulators.faults import FaultPlan
 from simulators.http_apps import canvas_app, credentials_app
-from simulators.serve import run_servers
+from simulators.serve import serve_on
 from simulators.services import LogEntry, Services
 from simulators.tokens import Service
 from simulators.world import World
@@ -53,11 +53,12 @@ class _HttpTransport:
         canvas_base: str,
         credentials_base: str,
         client: httpx.AsyncClient,
+        loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         self.world = world
         self.plan = services.plan
         self.services = services
-        self._loop = asyncio.new_event_loop()
+        self._loop = asyncio.new_event_loop() if loop is None else loop
         self._client = client
         self.adapter = HttpAdapter(
             canvas_base,
@@ -122,12 +123,14 @@ class _ByHost(httpx.AsyncBaseTransport):
 
 
 class LiveHttpTransport(_HttpTransport):
-    """The adapter over real sockets to both apps served on 127.0.0.1 ephemeral ports.
-    Page links then name those ports; call :meth:`close` to stop the servers."""
+    """The adapter over real sockets to both apps served on 127.0.0.1 ephemeral ports, the
+    servers running on the adapter's own event loop (:func:`serve_on`). Page links then
+    name those ports; call :meth:`close` to stop the servers."""
 
     def __init__(self, world: World, plan: FaultPlan) -> None:
         services = Services(world, plan)
-        self._servers = run_servers(world, services)
+        loop = asyncio.new_event_loop()
+        self._servers = serve_on(loop, world, services)
         client = httpx.AsyncClient()
         super().__init__(
             world,
@@ -135,11 +138,14 @@ class LiveHttpTransport(_HttpTransport):
             self._servers.canvas_url,
             self._servers.credentials_url,
             client,
+            loop,
         )
 
     def close(self) -> None:
-        super().close()
-        self._servers.stop()
+        if not self._loop.is_closed():
+            self._run(self._client.aclose())
+            self._run(self._servers.stop())
+            self._loop.close()
 
 
 def _canvas_token(world: World, base: str) -> OAuthToken:

@@ -28,6 +28,7 @@ import math
 import socket
 import struct
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, TextIO
@@ -118,6 +119,69 @@ def run_servers(
     handle = ServerHandle(canvas_url, credentials_url, servers, thread, failure)
     thread.start()
     return handle
+
+
+@dataclass
+class LoopServers:
+    """Both apps served as a task of the caller's own event loop, no thread: they make
+    progress whenever that loop runs, which is whenever its client awaits a response.
+    ``await stop()`` shuts them down; the loop must then run no further request."""
+
+    canvas_url: str
+    credentials_url: str
+    _servers: list[uvicorn.Server]
+    _sockets: list[socket.socket]
+    _task: asyncio.Task[None]
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.should_exit = True
+        try:
+            await self._task
+        finally:
+            for sock in self._sockets:
+                sock.close()
+
+
+def serve_on(
+    loop: asyncio.AbstractEventLoop, world: World, services: Services, host: str = "127.0.0.1"
+) -> LoopServers:
+    """Start Canvas and Credentials on ephemeral ports of ``host`` as a task of ``loop``,
+    for a client that runs on that same loop (the live-HTTP simulation transport).
+
+    Real sockets and the same protocol as :func:`run_servers`, without its thread: a
+    client and a server thread in one interpreter hand its lock to each other several
+    times per request, each hand-over waiting for the OS to run the other thread, which
+    on a busy machine cost more than the request. Idle connections are kept as long as
+    the loop lives: the loop stands still between requests, and a keep-alive deadline
+    that passed meanwhile must not close a connection the client is about to reuse."""
+    if services.world is not world:
+        raise ValueError("services must serve the world whose tokens the caller hands out")
+    apps = (canvas_app(services), credentials_app(services))
+    sockets: list[socket.socket] = []
+    try:
+        for _ in apps:
+            sockets.append(_listen(host, 0))
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    servers: list[uvicorn.Server] = [_LoopServer(_config(app, keep_alive=_FOREVER)) for app in apps]
+    task = loop.create_task(_serve_all(servers, sockets))
+    canvas_url, credentials_url = (_url(host, sock) for sock in sockets)
+    return LoopServers(canvas_url, credentials_url, servers, sockets, task)
+
+
+class _LoopServer(uvicorn.Server):
+    """A server sharing its caller's thread leaves the process's signal handlers alone:
+    Ctrl-C must still interrupt the caller, not quietly stop the server."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+_FOREVER: Final = 10**9  # seconds: as long as the transport, for a keep-alive deadline
 
 
 def serve_info(world: World, handle: ServerHandle) -> list[str]:
@@ -213,9 +277,10 @@ def _hang_up(transport: asyncio.Transport, kind: str) -> None:
         transport.close()
 
 
-def _config(app: ASGIApp) -> uvicorn.Config:
+def _config(app: ASGIApp, keep_alive: int = 5) -> uvicorn.Config:
     """No lifespan (the apps have no startup work), no proxy-header rewriting (links must
-    name the host the client used), no access log, and no global logging setup."""
+    name the host the client used), no access log, and no global logging setup;
+    ``keep_alive`` is uvicorn's idle-connection timeout (its default, 5 s)."""
     return uvicorn.Config(
         app,
         http=_DroppingH11Protocol,
@@ -224,6 +289,7 @@ def _config(app: ASGIApp) -> uvicorn.Config:
         access_log=False,
         log_config=None,
         log_level="warning",
+        timeout_keep_alive=keep_alive,
     )
 
 

@@ -11,7 +11,6 @@ lost).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Literal
 
@@ -112,9 +111,7 @@ class Services:
         if fault is FaultKind.THROTTLE:
             return self._throttled(service, None)
         if service is Service.CREDENTIALS:
-            return _wire_copy(
-                CredentialsApi(self.world.credentials, self.world.tokens).handle(request)
-            )
+            return CredentialsApi(self.world.credentials, self.world.tokens).handle(request)
         bucket = self.buckets.setdefault(request.bearer() or "", LeakyBucket())
         if not bucket.admit(self.world.clock.now):
             return self._throttled(service, bucket.seconds_to_room())
@@ -129,9 +126,8 @@ class Services:
         cost = 1.0 + 0.01 * rows  # what a query costs grows with what it returns
         remaining = bucket.charge(cost)
         rated = {"X-Request-Cost": f"{cost:.2f}", "X-Rate-Limit-Remaining": f"{remaining:.1f}"}
-        return _wire_copy(
-            HttpResponse(response.status, {**response.headers, **rated}, response.body)
-        )
+        # Bodies are built afresh per request (see api.json_response): no copy needed.
+        return HttpResponse(response.status, {**response.headers, **rated}, response.body)
 
     def _throttled(self, service: Service, wait: float | None) -> HttpResponse:
         """The throttle answer, in Canvas's configured era's form (403 with a plain-text
@@ -154,11 +150,3 @@ def _target(service: Service, request: ApiRequest) -> str:
     if request.path.endswith("/leaderboard"):
         return "leaderboard"
     return "member" if "/members/" in request.path else "award"
-
-
-def _wire_copy(response: HttpResponse) -> HttpResponse:
-    """Serialise and parse the body as a socket would, so a caller never holds a reference
-    into simulator state and never sees a value JSON cannot carry."""
-    if response.body is None or isinstance(response.body, str):
-        return response
-    return HttpResponse(response.status, response.headers, json.loads(json.dumps(response.body)))

@@ -50,6 +50,7 @@ class World:
         self.ever_earned: set[EarnedKey] = set()
         self._noted_at: tuple[int, int] | None = None
         self._earned: dict[int, tuple[int, Link, frozenset[tuple[int, str]]]] = {}
+        self._noted_courses: dict[int, tuple[int, Link]] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -111,16 +112,19 @@ class World:
         return out
 
     def earned_now(self, course_id: int) -> set[tuple[int, str]]:
-        """(user, badge class) pairs the linked course's earning students meet right now.
+        """(user, badge class) pairs the linked course's earning students meet right now."""
+        return set(self._earned_pairs(course_id))
 
-        Judged after every step of every example, so the answer is kept until Canvas or
-        the links change (``canvas.writes`` counts every change)."""
+    def _earned_pairs(self, course_id: int) -> frozenset[tuple[int, str]]:
+        """:meth:`earned_now`, judged after every step of every example, so the answer is
+        kept until the course or its link changes (``canvas.course_writes``)."""
         link = self.links.get(course_id)
         if link is None:
-            return set()
+            return frozenset()
+        version = self.canvas.course_writes.get(course_id, 0)
         cached = self._earned.get(course_id)
-        if cached is not None and cached[0] == self.canvas.writes and cached[1] is link:
-            return set(cached[2])
+        if cached is not None and cached[0] == version and cached[1] is link:
+            return cached[2]
         students = self.earning_students(course_id)
         earned = frozenset(
             (user_id, rule.badge_class)
@@ -128,19 +132,25 @@ class World:
             for user_id in students
             if self._meets(course_id, user_id, rule)
         )
-        self._earned[course_id] = (self.canvas.writes, link, earned)
-        return set(earned)
+        self._earned[course_id] = (version, link, earned)
+        return earned
 
     def note_truth(self) -> None:
         """Remember every pair earned at this instant. The harness calls it before the
         engine acts and after every step, so every state the engine could have read is
-        noted; it costs nothing when Canvas and the links have not changed since."""
+        noted; it costs nothing when Canvas and the links have not changed since, and
+        skips the courses that have not."""
         mark = (self.canvas.writes, len(self.links))
         if mark == self._noted_at:
             return
         self._noted_at = mark
-        for course_id in self.links:
-            for user_id, badge in self.earned_now(course_id):
+        for course_id, link in self.links.items():
+            version = self.canvas.course_writes.get(course_id, 0)
+            noted = self._noted_courses.get(course_id)
+            if noted is not None and noted[0] == version and noted[1] is link:
+                continue  # nothing earned in it can have changed since it was noted
+            self._noted_courses[course_id] = (version, link)
+            for user_id, badge in self._earned_pairs(course_id):
                 self.ever_earned.add((course_id, user_id, badge))
 
     def emails_ever(self, user_id: int) -> set[str]:

@@ -232,6 +232,26 @@ def test_errors_use_each_service_shape_never_fastapis(make_env: EnvFactory) -> N
     assert invalid.status_code == 400 and is_envelope_error(invalid.json())
 
 
+def test_api_requests_are_labelled_by_the_route_starlette_would_pick(make_env: EnvFactory) -> None:
+    """API requests skip FastAPI's router (``_Direct``) yet are logged under the route it
+    would have picked; token grants and the OpenAPI document still go through FastAPI."""
+    env = make_env()
+    env.get(f"/api/v1/courses/{COURSE_A}/enrollments?per_page=2")
+    env.get("/api/v1/nowhere")
+    env.canvas.request("POST", "/api/v1/courses")  # an API route, the wrong method
+    env.canvas.request("GET", "/login/oauth2/token")  # the token route, the wrong method
+    labels = [label for _, label, _, _ in env.services.log]
+    assert labels == [
+        "GET /api/v1/courses/{course_id}/enrollments",
+        "GET (no route)",
+        "POST /api/v1/courses",
+        "GET /login/oauth2/token",
+    ]
+    assert env.canvas.request("GET", "/openapi.json").json()["info"]["title"]
+    granted = env.canvas.request("POST", "/login/oauth2/token", data={"grant_type": "password"})
+    assert granted.status_code == 400 and len(env.services.log) == len(labels)
+
+
 def raw_get(app: FastAPI, path: bytes, query: bytes) -> tuple[int, Any]:
     """Drive the ASGI app with a request target httpx would have percent-encoded."""
     scope = {

@@ -256,6 +256,75 @@ def test_enrollment_json_carries_grades_and_user() -> None:
     }
 
 
+def test_views_kept_between_requests_follow_every_write() -> None:
+    """The API keeps sorted rows, scores and progress between requests (``derived``); a
+    write of any kind must show in the very next answer."""
+    env = Env()
+    canvas = env.world.canvas
+    course, users = course_with_students(env, 3)
+    essay = canvas.create_assignment(course, "Essay", 10)
+    module = canvas.create_module(course, "Week 1")
+    item = canvas.add_module_item(module, "Read", "Page", requirement="must_view")
+    path = f"/api/v1/courses/{course}/enrollments"
+    progress = [("student_id", str(users[0]))]
+
+    def sortable() -> list[str]:
+        return [row["user"]["sortable_name"] for row in rows(env.canvas(path))]
+
+    def first_score() -> object:
+        return rows(env.canvas(path))[0]["grades"]["current_score"]
+
+    def state() -> object:
+        return rows(env.canvas(f"/api/v1/courses/{course}/modules", progress))[0]["state"]
+
+    assert (sortable(), first_score(), state()) == (
+        ["A, Student", "B, Student", "C, Student"],
+        None,
+        "unlocked",
+    )
+    aaron = canvas.create_user("Student Aaa", "aaa@x.edu")
+    canvas.enroll(aaron, course)
+    assert sortable() == ["A, Student", "Aaa, Student", "B, Student", "C, Student"]
+    canvas.grade(course, essay, users[0], 7)
+    assert first_score() == 70.0
+    canvas.complete_module_item(item, users[0])
+    assert state() == "completed"
+    canvas.set_enrollment_state(canvas.enrollments_in(course)[0].id, "deleted")
+    assert sortable() == ["Aaa, Student", "B, Student", "C, Student"]
+    assert env.canvas(f"/api/v1/courses/{course}/modules", progress).status == 404
+
+
+def test_fixed_answers_are_copies_and_bodies_plain_json(linked: tuple[Env, str, str, str]) -> None:
+    """Bodies go to the in-memory caller as they are (no serialise-and-parse copy), so
+    each must be JSON's types only and never shared: changing one changes no other."""
+    env, _, badge, _ = linked
+    course, _ = course_with_students(env, 2)
+
+    def plain(value: object) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, list):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, str | int | float | bool)
+
+    answers = [
+        env.canvas("/api/v1/courses/999"),
+        env.canvas(f"/api/v1/courses/{course}/enrollments"),
+        env.canvas(f"/api/v1/courses/{course}", token="bogus"),
+        env.cred("POST", f"/v2/badgeclasses/{badge}/issue", {}),
+        env.cred("GET", "/v2/nothing"),
+    ]
+    for answer in answers:
+        assert plain(answer.body) and json.loads(json.dumps(answer.body)) == answer.body
+    missing = doc(env.canvas("/api/v1/courses/999"))
+    missing["errors"][0]["message"] = "tampered"
+    assert doc(env.canvas("/api/v1/courses/999"))["errors"][0]["message"] != "tampered"
+    required = doc(env.cred("POST", f"/v2/badgeclasses/{badge}/issue", {}))
+    required["fieldErrors"]["assertions"].append("tampered")
+    again = doc(env.cred("POST", f"/v2/badgeclasses/{badge}/issue", {}))
+    assert again["fieldErrors"]["assertions"] == ["This field is required."]
+
+
 def test_course_conclusion_is_bulk_and_touches_nothing_else() -> None:
     env = Env()
     canvas = env.world.canvas
@@ -764,6 +833,32 @@ def test_ground_truth_follows_grades_exclusions_and_conclusion() -> None:
     assert world.earned_now(course) == earned_before
     canvas.delete_course(course)
     assert world.earning_students(course) == {} and world.earned_now(course) == set()
+
+
+def test_truth_is_noted_per_course_and_survives_writes_elsewhere() -> None:
+    """``note_truth`` skips courses unchanged since it last looked; a change in one course
+    must still be noted, and another course's answer must not go stale."""
+    world = World()
+    canvas = world.canvas
+    first, second = canvas.create_course("A"), canvas.create_course("B")
+    ada = canvas.create_user("Ada L", "ada@x.edu")
+    for course in (first, second):
+        canvas.enroll(ada, course)
+    essays = {c: canvas.create_assignment(c, "Essay", 10) for c in (first, second)}
+    for course in (first, second):
+        rule = AssignmentScore(f"e{course}", essays[course], min_percent=80)
+        world.link_course(course, (rule,), create_badge_classes=True)
+    world.note_truth()
+    assert world.ever_earned == set()
+    canvas.grade(first, essays[first], ada, 9)
+    world.note_truth()
+    assert world.ever_earned == {(first, ada, f"e{first}")}
+    canvas.grade(second, essays[second], ada, 10)
+    canvas.grade(first, essays[first], ada, 1)  # no longer earned now, but it was
+    world.note_truth()
+    assert world.earned_now(first) == set()
+    assert world.earned_now(second) == {(ada, f"e{second}")}
+    assert world.ever_earned == {(first, ada, f"e{first}"), (second, ada, f"e{second}")}
 
 
 # --------------------------------------------------------------------------- faults
