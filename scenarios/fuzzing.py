@@ -41,7 +41,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.stateful import run_state_machine_as_test
 
 from scenarios.scenario import ENGINES, ScenarioError
-from scenarios.symptoms import PREDICATES
+from scenarios.symptoms import INVARIANTS, PREDICATES
 from simulators.invariants import Violation
 from simulators.machine import SyncMachine
 
@@ -90,6 +90,7 @@ class Target:
             pass
 
         Machine.symptom = self.symptom
+        Machine.judged = None if self.symptom is None else INVARIANTS[self.symptom]
         Machine.new_engine = new_engine
         Machine.restore_engine = restore_engine
         Machine.__name__ = f"{self.engine.capitalize()}Machine"

@@ -61,6 +61,16 @@ def stale_leaderboard(world: World, v: Violation) -> bool:
     return v.invariant == "leaderboard-matches-awards" and _has_work(world, v.course_id)
 
 
+INVARIANTS: Mapping[int, frozenset[str]] = {
+    1: frozenset({"course-freshness"}),
+    2: frozenset({"course-freshness"}),
+    3: frozenset({"earned-implies-awarded", "no-duplicate-awards"}),
+    4: frozenset({"members-match-enrollments"}),
+    5: frozenset({"leaderboard-matches-awards"}),
+}
+"""The invariants whose violations each predicate can accept: a hunt judges only these
+(:attr:`simulators.machine.SyncMachine.judged`), since nothing else could fail it."""
+
 PREDICATES: Mapping[int, Predicate] = {
     1: never_syncs,
     2: stops_syncing,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, fields, replace
 from enum import Enum
+from functools import cache
 from typing import Protocol
 
 from hypothesis import strategies as st
@@ -57,13 +58,35 @@ class SeededChoices:
 
 
 class HypothesisChoices:
-    """Choices drawn from a Hypothesis ``data`` object, so they shrink with the test."""
+    """Choices drawn from a Hypothesis ``data`` object, so they shrink with the test.
+
+    A run makes hundreds of fault decisions: :meth:`draw_in` takes each as one small
+    choice straight from the example's choice sequence (``data.conjecture_data``,
+    semi-public in the pinned Hypothesis), without the strategy, span and printed note of
+    ``data.draw`` (a tenth of the cost). :meth:`draw` keeps ``data.draw``: the swarm rates
+    are drawn with it, and :func:`simulators.strategies.fault_rates` must draw the same."""
 
     def __init__(self, data: st.DataObject) -> None:
         self._data = data
+        self._draw_integer = data.conjecture_data.draw_integer
 
     def draw(self, n: int) -> int:
         return self._data.draw(st.integers(0, n - 1))
+
+    def draw_in(self, n: int, slots: tuple[range, ...]) -> int:
+        """A value in ``[0, n)`` when only which of ``slots`` it falls in matters (see
+        :meth:`FaultPlan.decide`): one small choice among the slots, weighted by their
+        widths, the quiet slot first. Hypothesis shrinks a fault away by setting that
+        choice to zero, in one attempt, where a choice among a thousand values would cost a
+        search per fault and leave its shrinker hundreds of meaningless "smaller" values
+        to spend its budget of successful shrinks on. Returns the start of the slot."""
+        return slots[self._draw_integer(0, len(slots) - 1, weights=_weights(n, slots))].start
+
+
+@cache
+def _weights(n: int, slots: tuple[range, ...]) -> dict[int, float]:
+    """Each slot's share of ``n``, scaled just below a total of 1 as Hypothesis requires."""
+    return {i: len(slot) / n * (1 - 2**-20) for i, slot in enumerate(slots)}
 
 
 class ScriptedChoices:
@@ -138,12 +161,34 @@ class FaultPlan:
     run can check that the system converges once the world behaves."""
 
     def __init__(self, rates: FaultRates, source: ChoiceSource, enabled: bool = True) -> None:
+        self._slices: dict[bool, _Slices | None] = {}
         self.rates = rates
         self.source = source
         self.enabled = enabled
         # Request targets (see TARGETS) the faults hit; None means every request. Scenarios
         # use it to fault, say, only award POSTs.
         self.only: frozenset[str] | None = None
+
+    @property
+    def rates(self) -> FaultRates:
+        return self._rates
+
+    @rates.setter
+    def rates(self, rates: FaultRates) -> None:
+        """New rates: the per-request slices (see :meth:`decide`) are worked out again."""
+        self._rates = rates
+        self._slices = {
+            canvas_read: _Slices.of(
+                [
+                    (kind, rates.rate(kind))
+                    for kind in FaultKind
+                    if kind is not FaultKind.WORKER_CRASH
+                    and rates.rate(kind) > 0
+                    and (canvas_read or kind not in _CANVAS_READ_ONLY)
+                ]
+            )
+            for canvas_read in (False, True)
+        }
 
     def heal(self) -> None:
         self.enabled = False
@@ -162,21 +207,13 @@ class FaultPlan:
         """
         if not self.enabled or (self.only is not None and target not in self.only):
             return None
-        kinds = [
-            (kind, self.rates.rate(kind))
-            for kind in FaultKind
-            if kind is not FaultKind.WORKER_CRASH
-            and self.rates.rate(kind) > 0
-            and not (kind in _CANVAS_READ_ONLY and (is_write or not is_canvas_read))
-        ]
-        total = sum(rate for _, rate in kinds)
-        if total == 0:
+        slices = self._slices[is_canvas_read and not is_write]
+        if slices is None:
             return None
-        scale = 1000 if total <= 1000 else total * 10 // 9
-        if scale == total and len(kinds) == 1:
-            return kinds[0][0]  # certain: nothing to draw
-        value = self.source.draw(scale) - (scale - total)
-        for kind, rate in kinds:
+        if slices.certain is not None:
+            return slices.certain  # nothing to draw
+        value = self._draw(slices.scale, slices.slots) - slices.quiet
+        for kind, rate in slices.kinds:
             if value < 0:
                 return None
             if value < rate:
@@ -192,4 +229,39 @@ class FaultPlan:
         rate = self.rates.rate(kind)
         if rate == 0:
             return False
-        return rate == 1000 or self.source.draw(1000) < rate
+        return rate == 1000 or self._draw(1000, (range(rate, 1000), range(rate))) < rate
+
+    def _draw(self, n: int, slots: tuple[range, ...]) -> int:
+        """A uniform choice in ``[0, n)`` of which only the slot matters: a source that
+        can draw the slot itself (:meth:`HypothesisChoices.draw_in`) does, the others
+        draw the value, so seeded and scripted runs decide exactly as they always did."""
+        draw_in = getattr(self.source, "draw_in", None)
+        if draw_in is None:
+            return self.source.draw(n)
+        value: int = draw_in(n, slots)
+        return value
+
+
+@dataclass(frozen=True)
+class _Slices:
+    """How one kind of request draws its fault (see :meth:`FaultPlan.decide`)."""
+
+    kinds: tuple[tuple[FaultKind, int], ...]  # applicable kinds and their rates, in order
+    scale: int  # the draw's range: 1000, or more when the rates add up to more
+    quiet: int  # the width of the "no fault" slot at the start of the range
+    slots: tuple[range, ...]  # the non-empty slots, the quiet one first
+    certain: FaultKind | None  # the one kind every request gets, when nothing is left to draw
+
+    @classmethod
+    def of(cls, kinds: list[tuple[FaultKind, int]]) -> _Slices | None:
+        total = sum(rate for _, rate in kinds)
+        if total == 0:
+            return None
+        scale = 1000 if total <= 1000 else total * 10 // 9
+        quiet = scale - total
+        slots, start = [range(quiet)] if quiet else [], quiet
+        for _, rate in kinds:
+            slots.append(range(start, start + rate))
+            start += rate
+        certain = kinds[0][0] if quiet == 0 and len(kinds) == 1 else None
+        return cls(tuple(kinds), scale, quiet, tuple(slots), certain)

@@ -12,7 +12,10 @@ Subclass it with another ``new_engine``/``restore_engine`` to fuzz a different e
 
 from __future__ import annotations
 
+import pickle
+import sys
 from collections.abc import Callable
+from functools import cache
 from typing import ClassVar
 
 from hypothesis import event
@@ -20,12 +23,13 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from simulators.actions import next_new_student, perform
-from simulators.faults import ChoiceSource, FaultPlan, HypothesisChoices
+from simulators.faults import FaultPlan, HypothesisChoices
 from simulators.harness import Engine, Simulation
 from simulators.invariants import SAFETY, Violation, check
 from simulators.strategies import fault_rates, fault_targets, small_world_seeds
 from simulators.world import World
 from sync_core import (
+    AwardRule,
     Policy,
     SyncEngine,
 )
@@ -46,7 +50,7 @@ class RecordingChoices:
     """Passes draws through from another source and keeps them, so the exact faults of a
     run can be written into a scenario file and replayed (see :class:`ScriptedChoices`)."""
 
-    def __init__(self, inner: ChoiceSource, sink: list[int]) -> None:
+    def __init__(self, inner: HypothesisChoices, sink: list[int]) -> None:
         self._inner = inner
         self._sink = sink
 
@@ -55,18 +59,42 @@ class RecordingChoices:
         self._sink.append(value)
         return value
 
+    def draw_in(self, n: int, slots: tuple[range, ...]) -> int:
+        """See :meth:`HypothesisChoices.draw_in`: the value kept is one a plain
+        ``draw(n)`` replays to the same decision."""
+        value = self._inner.draw_in(n, slots)
+        self._sink.append(value)
+        return value
+
+
+@cache
+def _small_world(seed: int) -> bytes:
+    return pickle.dumps(World.small(seed))
+
+
+def small_world(seed: int) -> tuple[World, dict[int, tuple[AwardRule, ...]]]:
+    """A fresh copy of :meth:`World.small` and its rules. Every example starts from one of
+    four such worlds: building one (Faker, dozens of entities) costs more than a short
+    run's steps, while unpickling a copy of the one built first costs a millisecond."""
+    world, rules = pickle.loads(_small_world(seed))
+    return world, rules
+
 
 class SyncMachine(RuleBasedStateMachine):
     new_engine: ClassVar[Callable[[Policy], Engine]] = SyncEngine
     restore_engine: ClassVar[Callable[[str, Policy], Engine]] = SyncEngine.from_json
+    judged: ClassVar[frozenset[str] | None] = None
+    """The invariants whose violations can fail a run (see :meth:`relevant`), by name; None:
+    all of them. Only these are judged, so a hunt for one symptom skips the rest."""
     last_run: ClassVar[dict[str, object] | None] = None
     """The run most recently executed: after a failure, the shrunk counterexample (Hypothesis
-    replays the minimal example last). See :meth:`recording`."""
+    replays the minimal example last). See :meth:`recording`; it is taken once per run, as
+    the run ends (Hypothesis always calls :meth:`teardown`), not after every step."""
 
     @initialize(seed=small_world_seeds(), data=st.data())
     def setup(self, seed: int, data: st.DataObject) -> None:
         choices = HypothesisChoices(data)
-        self.world, small_rules = World.small(seed)
+        self.world, small_rules = small_world(seed)
         self.rates = data.draw(fault_rates())  # VOPR-style: none to very high, per example
         # Some examples aim every fault at Credentials writes: reads then succeed, so what
         # happens to awards, members and the leaderboard is not hidden behind failed reads.
@@ -74,6 +102,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.seed = seed
         self.timeline: list[dict[str, object]] = []
         self.draws: list[int] = []
+        self._handling = sys.exc_info()[1]  # see teardown
         self.sim = Simulation(
             self.world,
             FaultPlan(self.rates, RecordingChoices(choices, self.draws)),
@@ -84,7 +113,6 @@ class SyncMachine(RuleBasedStateMachine):
         self.sim.plan.only = None if self.targets is None else frozenset(self.targets)
         for course_id, rules in sorted(small_rules.items()):
             self.sim.link(self.world.link_course(course_id, rules))
-        type(self).last_run = self.recording()
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -95,7 +123,6 @@ class SyncMachine(RuleBasedStateMachine):
     def _do(self, action: dict[str, object]) -> None:
         self.timeline.append(action)
         perform(self.sim, action)
-        type(self).last_run = self.recording()
 
     def _pick(self, data: st.DataObject, options: list[int]) -> int:
         return data.draw(st.sampled_from(sorted(options)))
@@ -290,15 +317,30 @@ class SyncMachine(RuleBasedStateMachine):
 
     def relevant(self, violation: Violation) -> bool:
         """Which violations fail the run: all of them. A test hunting one known symptom
-        narrows this, so that Hypothesis looks for that symptom and shrinks towards it."""
+        narrows this, so that Hypothesis looks for that symptom and shrinks towards it
+        (and :attr:`judged` to the invariants that can show it)."""
         return True
 
     @invariant()
     def safety(self) -> None:
-        _fail_on([v for v in check(self.sim.view(), SAFETY) if self.relevant(v)])
+        judged = self.judged
+        invariants = SAFETY if judged is None else {k: v for k, v in SAFETY.items() if k in judged}
+        if invariants:
+            _fail_on([v for v in check(self.sim.view(), invariants) if self.relevant(v)])
 
     def teardown(self) -> None:
+        """Record the run, then hold the engine to its liveness promises, but only when the
+        run's steps all completed. Hypothesis calls this from a ``finally``, also when the
+        run is ending with an exception: a safety invariant failed (settling would only hide
+        that failure behind a later one), or a draw ran past the choices Hypothesis had for
+        the example (an overrun, the fate of many shrink attempts), which can cut a step off
+        between a command and its answer. Such a run has its verdict already, and settling
+        an engine left waiting for an answer that never comes would tick it every second of
+        the liveness phase, for nothing."""
         if not hasattr(self, "sim"):
+            return
+        type(self).last_run = self.recording()
+        if sys.exc_info()[1] not in (None, self._handling):
             return
         event(f"crashes: {_bucket(self.sim.crashes)}")
         event(f"awards: {_bucket(len(self.world.credentials.assertions))}")
@@ -308,7 +350,7 @@ class SyncMachine(RuleBasedStateMachine):
             if name == "IssueAssertion" and fault is not None
         )
         event(f"faulted awards: {_bucket(lost)}")
-        _fail_on([v for v in self.sim.settle() if self.relevant(v)])
+        _fail_on([v for v in self.sim.settle(self.judged) if self.relevant(v)])
 
 
 def _fail_on(violations: list[Violation]) -> None:

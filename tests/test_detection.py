@@ -43,6 +43,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from scenarios.legacy import LegacyEngine
 from scenarios.symptoms import (
+    INVARIANTS,
     PREDICATES,
     Predicate,
     earned_not_awarded,
@@ -51,7 +52,7 @@ from scenarios.symptoms import (
     stale_leaderboard,
     stops_syncing,
 )
-from simulators.invariants import Violation
+from simulators.invariants import QUIESCENCE, SAFETY, Violation
 from simulators.machine import SyncMachine
 from simulators.world import World
 
@@ -100,8 +101,11 @@ class HuntingMachine(SyncMachine):
         return type(self).predicate(self.world, violation)
 
 
-def legacy_hunting(name: str, predicate: Predicate) -> type[HuntingMachine]:
-    """A machine that runs the legacy engine and fails on ``predicate`` only.
+def legacy_hunting(
+    name: str, predicate: Predicate, judged: frozenset[str] | None = None
+) -> type[HuntingMachine]:
+    """A machine that runs the legacy engine and fails on ``predicate`` only, judging the
+    ``judged`` invariants (all when None), as ``credsync fuzz --symptom N`` does.
 
     Built with ``type()`` so that its name, not its source, seeds the derandomized ``ci``
     run: Hypothesis hashes a state machine's source when it can find it, and this keeps
@@ -113,6 +117,7 @@ def legacy_hunting(name: str, predicate: Predicate) -> type[HuntingMachine]:
             "new_engine": LegacyEngine,
             "restore_engine": LegacyEngine.from_json,
             "predicate": staticmethod(predicate),
+            "judged": judged,
         },
     )
 
@@ -131,7 +136,7 @@ def rule_steps(machine: type[SyncMachine], reproduction: list[str]) -> list[str]
 @pytest.mark.parametrize("symptom", SYMPTOMS)
 def test_the_generated_search_finds_the_symptom(symptom: str) -> None:
     predicate = SYMPTOMS[symptom]
-    machine = legacy_hunting(symptom, predicate)
+    machine = legacy_hunting(symptom, predicate, INVARIANTS[int(symptom[0])])
     try:
         run_state_machine_as_test(machine, settings=budget())
     except AssertionError as failure:
@@ -236,3 +241,25 @@ def test_each_predicate_accepts_its_symptom_and_nothing_else(
 def test_the_symptoms_fuzz_hunts_are_the_ones_tested_here() -> None:
     """``credsync fuzz --symptom N`` hunts with the same predicates."""
     assert list(PREDICATES.values()) == list(SYMPTOMS.values())
+    assert list(INVARIANTS) == list(PREDICATES)
+
+
+ALL_INVARIANTS = frozenset({*SAFETY, *QUIESCENCE, "course-freshness", "update-now-repairs"})
+
+
+@pytest.mark.parametrize("symptom", SYMPTOMS)
+def test_a_hunt_judges_every_invariant_its_predicate_can_accept(
+    symptom: str, small_world: World
+) -> None:
+    """A hunt judges only ``INVARIANTS[N]`` (it skips the others' views and phases), so its
+    predicate must reject a violation of any other invariant, whatever the course or the
+    detail: otherwise skipping that invariant could hide the symptom."""
+    judged = INVARIANTS[int(symptom[0])]
+    assert judged <= ALL_INVARIANTS
+    assert {v.invariant for v in VIOLATIONS[symptom]} <= judged
+    details = {v.detail for vs in VIOLATIONS.values() for v in vs} | {v.detail for v in OTHERS}
+    for name in sorted(ALL_INVARIANTS - judged):
+        for course in (A, B):
+            for detail in sorted(details):
+                violation = Violation(name, course, 1, detail)
+                assert not SYMPTOMS[symptom](small_world, violation), violation
