@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import __main__ as bench_main  # noqa: E402
-from benchmarks import core, fuzzing, measure  # noqa: E402
+from benchmarks import core, fuzzing, measure, serving  # noqa: E402
 
 
 class FakeClock:
@@ -225,3 +225,15 @@ def test_a_seeded_group_that_a_sync_would_change_is_refused(
     monkeypatch.setattr(core, "seed_credentials", lambda world, course_id: None)
     with pytest.raises(AssertionError, match="not what a sync leaves"):
         core.record(12, 3)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="VmHWM is Linux's")
+def test_peak_memory_is_the_child_s_own_not_the_parent_s() -> None:
+    """Linux carries ``ru_maxrss`` over ``execve``: a benchmark process grown to a gigabyte
+    once made figure 7b report 1.15 GB for a 100 MB child. With 400 MB touched here, the
+    child's figure must stay far below it."""
+    ballast = bytearray(400 * 1024 * 1024)
+    ballast[::4096] = b"\1" * len(range(0, len(ballast), 4096))  # touch every page
+    result = serving.peak_memory()
+    assert result.value < 300, result
+    del ballast
