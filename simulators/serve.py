@@ -91,17 +91,7 @@ def run_servers(
 ) -> ServerHandle:
     """Start Canvas and Credentials on ``host`` (port 0: an ephemeral port each) and return
     at once; the handle's URLs carry the real ports."""
-    if services.world is not world:
-        raise ValueError("services must serve the world whose tokens the caller hands out")
-    apps = (canvas_app(services), credentials_app(services))
-    sockets: list[socket.socket] = []
-    try:
-        for port in (canvas_port, credentials_port):
-            sockets.append(_listen(host, port))
-    except OSError:  # a busy port: release the one already bound
-        for sock in sockets:
-            sock.close()
-        raise
+    apps, sockets = _bind(world, services, host, (canvas_port, credentials_port))
     servers = [uvicorn.Server(_config(app)) for app in apps]
     failure: list[BaseException] = []
 
@@ -119,6 +109,25 @@ def run_servers(
     handle = ServerHandle(canvas_url, credentials_url, servers, thread, failure)
     thread.start()
     return handle
+
+
+def _bind(
+    world: World, services: Services, host: str, ports: tuple[int, int]
+) -> tuple[tuple[ASGIApp, ASGIApp], list[socket.socket]]:
+    """The Canvas and Credentials apps and a listening socket for each (port 0: an
+    ephemeral one), bound before any server starts so the caller knows the real ports."""
+    if services.world is not world:
+        raise ValueError("services must serve the world whose tokens the caller hands out")
+    apps = (canvas_app(services), credentials_app(services))
+    sockets: list[socket.socket] = []
+    try:
+        for port in ports:
+            sockets.append(_listen(host, port))
+    except OSError:  # a busy port: release the one already bound
+        for sock in sockets:
+            sock.close()
+        raise
+    return apps, sockets
 
 
 @dataclass
@@ -155,17 +164,7 @@ def serve_on(
     on a busy machine cost more than the request. Idle connections are kept as long as
     the loop lives: the loop stands still between requests, and a keep-alive deadline
     that passed meanwhile must not close a connection the client is about to reuse."""
-    if services.world is not world:
-        raise ValueError("services must serve the world whose tokens the caller hands out")
-    apps = (canvas_app(services), credentials_app(services))
-    sockets: list[socket.socket] = []
-    try:
-        for _ in apps:
-            sockets.append(_listen(host, 0))
-    except OSError:
-        for sock in sockets:
-            sock.close()
-        raise
+    apps, sockets = _bind(world, services, host, (0, 0))
     servers: list[uvicorn.Server] = [_LoopServer(_config(app, keep_alive=_FOREVER)) for app in apps]
     task = loop.create_task(_serve_all(servers, sockets))
     canvas_url, credentials_url = (_url(host, sock) for sock in sockets)
