@@ -31,8 +31,8 @@ from benchmarks.measure import Goal, Result, measure
 from scenarios.fuzzing import Plan, Target, run_settings
 from scenarios.legacy import LegacyEngine
 from scenarios.symptoms import INVARIANTS, PREDICATES
-from simulators.invariants import SAFETY, Violation, check
-from simulators.machine import SyncMachine
+from simulators.harness.invariants import SAFETY, Violation, check
+from simulators.harness.machine import SyncMachine
 
 FUZZ_STEPS = 40
 """Steps per run in ``credsync fuzz``; the random walk's runs are as long."""

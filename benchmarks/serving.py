@@ -24,7 +24,7 @@ from fastapi.responses import Response
 
 from benchmarks.measure import Goal, Result, measure
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
-from simulators.serve import run_servers
+from simulators.http.serve import run_servers
 from simulators.services import Services
 from simulators.tokens import Service
 from simulators.world import World
@@ -120,7 +120,7 @@ def page_rate(quick: bool) -> Result:
 _PEAK = """
 import resource, httpx
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
-from simulators.serve import run_servers
+from simulators.http.serve import run_servers
 from simulators.services import Services
 from simulators.tokens import Service
 from simulators.worlds import load_world

@@ -27,10 +27,10 @@ from adapter.store import SqliteStore
 from adapter.summary import summary
 from adapter.tokens import OAuthToken
 from scenarios.qa import add_commands, dispatch
-from simulators.activity import random_activity
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
-from simulators.harness import Simulation
-from simulators.invariants import SAFETY, Violation, check
+from simulators.harness.activity import random_activity
+from simulators.harness.invariants import SAFETY, Violation, check
+from simulators.harness.simulation import Simulation
 from simulators.services import Services
 from simulators.world import World
 from simulators.worlds import WorldSpecError, load_world
@@ -151,7 +151,7 @@ def run_serve(args: argparse.Namespace) -> int:
     services = Services(world, FaultPlan(rates, choices), args.canvas_throttle)
     # Imported here, not at the top: uvicorn and FastAPI cost every other command about a
     # second of start-up (a `credsync sync` restarted after a crash most of all).
-    from simulators.serve import serve_forever
+    from simulators.http.serve import serve_forever
 
     serve_forever(world, services, args.canvas_port, args.credentials_port, args.host, sys.stdout)
     return 0

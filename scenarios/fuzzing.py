@@ -42,8 +42,8 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from scenarios.scenario import ENGINES, ScenarioError
 from scenarios.symptoms import INVARIANTS, PREDICATES
-from simulators.invariants import Violation
-from simulators.machine import SyncMachine
+from simulators.harness.invariants import Violation
+from simulators.harness.machine import SyncMachine
 
 BATCH = 25
 """Examples per seeded batch: a worker looks at the clock, and at whether another worker

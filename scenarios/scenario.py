@@ -43,7 +43,6 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.legacy import LegacyEngine
-from simulators.actions import ACTIONS, ActionError, perform
 from simulators.faults import (
     FaultKind,
     FaultPlan,
@@ -52,8 +51,9 @@ from simulators.faults import (
     ScriptExhausted,
     SeededChoices,
 )
-from simulators.harness import Engine, Simulation, Transport, TransportFactory
-from simulators.invariants import QUIESCENCE, SAFETY, Violation, check
+from simulators.harness.actions import ACTIONS, ActionError, perform
+from simulators.harness.invariants import QUIESCENCE, SAFETY, Violation, check
+from simulators.harness.simulation import Engine, Simulation, Transport, TransportFactory
 from simulators.transport import MemoryTransport
 from simulators.world import World
 from simulators.worlds import SEMESTER, WorldSpecError, build, course_spec
@@ -76,13 +76,13 @@ ENGINES: Mapping[str, tuple[Callable[[Policy], Engine], Callable[[str, Policy], 
 def _asgi(world: World, plan: FaultPlan) -> Transport:
     # The web stack loads only when a scenario asks for it: importing FastAPI costs about a
     # second, which every `credsync` command (a restarted `credsync sync` above all) would pay.
-    from simulators.http_transport import AsgiTransport
+    from simulators.http.transport import AsgiTransport
 
     return AsgiTransport(world, plan)
 
 
 def _http(world: World, plan: FaultPlan) -> Transport:
-    from simulators.http_transport import LiveHttpTransport
+    from simulators.http.transport import LiveHttpTransport
 
     return LiveHttpTransport(world, plan)
 

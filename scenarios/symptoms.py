@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 
-from simulators.invariants import Violation
+from simulators.harness.invariants import Violation
 from simulators.world import World
 
 Predicate = Callable[[World, Violation], bool]
@@ -69,7 +69,7 @@ INVARIANTS: Mapping[int, frozenset[str]] = {
     5: frozenset({"leaderboard-matches-awards"}),
 }
 """The invariants whose violations each predicate can accept: a hunt judges only these
-(:attr:`simulators.machine.SyncMachine.judged`), since nothing else could fail it."""
+(:attr:`simulators.harness.machine.SyncMachine.judged`), since nothing else could fail it."""
 
 PREDICATES: Mapping[int, Predicate] = {
     1: never_syncs,

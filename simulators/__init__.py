@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from simulators.api import ApiRequest
-    from simulators.canvas import Canvas
-    from simulators.canvas_api import CanvasApi
+    from simulators.canvas.api import CanvasApi
+    from simulators.canvas.model import Canvas
     from simulators.clock import VirtualClock, iso, iso_micro
-    from simulators.credentials import Credentials
-    from simulators.credentials_api import CredentialsApi
+    from simulators.credentials.api import CredentialsApi
+    from simulators.credentials.model import Credentials
     from simulators.faults import (
         ChoiceSource,
         FaultKind,
@@ -36,13 +36,13 @@ if TYPE_CHECKING:
 
 _HOME = {
     "ApiRequest": "api",
-    "Canvas": "canvas",
-    "CanvasApi": "canvas_api",
+    "Canvas": "canvas.model",
+    "CanvasApi": "canvas.api",
     "VirtualClock": "clock",
     "iso": "clock",
     "iso_micro": "clock",
-    "Credentials": "credentials",
-    "CredentialsApi": "credentials_api",
+    "Credentials": "credentials.model",
+    "CredentialsApi": "credentials.api",
     "ChoiceSource": "faults",
     "FaultKind": "faults",
     "FaultPlan": "faults",

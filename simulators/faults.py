@@ -90,7 +90,7 @@ def _weights(n: int, slots: tuple[range, ...]) -> dict[int, float]:
 
 
 class ScriptedChoices:
-    """Replays the draws a recorded run made (see ``simulators.machine.RecordingChoices``),
+    """Replays the draws a recorded run made (see ``simulators.harness.machine.RecordingChoices``),
     so a counterexample found by Hypothesis runs again with exactly its faults."""
 
     def __init__(self, draws: list[int]) -> None:

@@ -21,7 +21,7 @@ credsync gets these fixtures without a ``conftest.py``:
 
 Every fixture is function-scoped: each test gets a fresh world, so a test that awards a
 badge or switches a fault on cannot leak into the next. Nothing waits for the servers to
-be "ready": their sockets listen before the fixture returns (see :mod:`simulators.serve`).
+be "ready": their sockets listen before the fixture returns (see :mod:`simulators.http.serve`).
 
 This module is imported by every pytest run of anyone who installs credsync, so it imports
 nothing heavy at module level: the simulators, FastAPI, uvicorn and httpx are imported by
@@ -169,7 +169,7 @@ def credsync_servers(credsync_services: Services) -> Iterator[LiveServers]:
     """Canvas and Credentials on ephemeral 127.0.0.1 ports, stopped after the test:
     :class:`simulators.pytest_plugin.LiveServers` (``canvas_url``, ``canvas_token``,
     ``credentials_url``, ``credentials_token``)."""
-    from simulators.serve import run_servers
+    from simulators.http.serve import run_servers
 
     world = credsync_services.world
     canvas_token, credentials_token = _tokens(world)
@@ -185,7 +185,7 @@ def credsync_asgi(credsync_services: Services) -> AsgiClients:
     ``canvas`` and ``credentials`` ``httpx.AsyncClient`` over ``httpx.ASGITransport``."""
     import httpx
 
-    from simulators.http_apps import canvas_app, credentials_app
+    from simulators.http.apps import canvas_app, credentials_app
 
     canvas_token, credentials_token = _tokens(credsync_services.world)
     clients = AsgiClients(

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import Literal
 
 from simulators.api import ApiRequest
-from simulators.canvas_api import CanvasApi
-from simulators.credentials_api import CredentialsApi
+from simulators.canvas.api import CanvasApi
+from simulators.credentials.api import CredentialsApi
 from simulators.faults import FaultKind, FaultPlan
 from simulators.tokens import Service
 from simulators.world import World

@@ -15,7 +15,7 @@ state (a user with a mixed-case email, a revoked award, an excused submission...
 it back through the fake's own request handler, so a payload always has the shape the fake
 serves, and a change to that shape reaches every property that uses these strategies.
 
-:class:`~simulators.machine.SyncMachine` draws its worlds and faults from this module, so a
+:class:`~simulators.harness.machine.SyncMachine` draws its worlds and faults from this module, so a
 property written with these strategies explores what the project's own fuzzing explores.
 """
 
@@ -29,9 +29,9 @@ from typing import Any, Final
 from hypothesis import strategies as st
 
 from simulators.api import ApiRequest
-from simulators.canvas import ENROLLMENT_STATES, ENROLLMENT_TYPES
-from simulators.canvas_api import CanvasApi
-from simulators.credentials_api import CredentialsApi
+from simulators.canvas.api import CanvasApi
+from simulators.canvas.model import ENROLLMENT_STATES, ENROLLMENT_TYPES
+from simulators.credentials.api import CredentialsApi
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
 from simulators.tokens import Service
 from simulators.world import World

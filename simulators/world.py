@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from faker import Faker
 
-from simulators.canvas import Canvas
+from simulators.canvas.model import Canvas
 from simulators.clock import VirtualClock
-from simulators.credentials import Credentials
+from simulators.credentials.model import Credentials
 from simulators.tokens import TokenStore
 from sync_core.events import CourseLinked
 from sync_core.rules import (

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from simulators.actions import ACTIONS, ActionError, perform
 from simulators.faults import (
     TARGETS,
     FaultKind,
@@ -14,7 +13,8 @@ from simulators.faults import (
     ScriptExhausted,
     SeededChoices,
 )
-from simulators.harness import Simulation
+from simulators.harness.actions import ACTIONS, ActionError, perform
+from simulators.harness.simulation import Simulation
 from simulators.world import World
 
 

@@ -1,7 +1,7 @@
 """The real ``canvasapi`` client (PyPI) against the fake Canvas on a live loopback server.
 
 canvasapi is synchronous and uses ``requests``, so it needs a real socket: these tests run
-both apps under uvicorn on ephemeral 127.0.0.1 ports (:mod:`simulators.serve`). Expected
+both apps under uvicorn on ephemeral 127.0.0.1 ports (:mod:`simulators.http.serve`). Expected
 values are read from the simulated world directly, never from the fake API, so a wrong
 page, filter or link shows up as a mismatch. canvasapi only follows ``rel="next"`` links
 that start with exactly the base URL it was given, so every multi-page read here is also a
@@ -31,7 +31,7 @@ from canvasapi.submission import Submission
 from canvasapi.user import User
 
 from simulators import FaultKind, FaultPlan, FaultRates, SeededChoices, Service, Services, World
-from simulators.serve import (
+from simulators.http.serve import (
     SIM_PASSWORD,
     SIM_USERNAME,
     exposure_warning,

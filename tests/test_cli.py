@@ -9,7 +9,7 @@ import pytest
 from mutants import NeverRemovesMembers
 
 import scenarios.cli as cli
-from simulators.harness import Simulation
+from simulators.harness.simulation import Simulation
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:

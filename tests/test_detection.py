@@ -52,8 +52,8 @@ from scenarios.symptoms import (
     stale_leaderboard,
     stops_syncing,
 )
-from simulators.invariants import QUIESCENCE, SAFETY, Violation
-from simulators.machine import SyncMachine
+from simulators.harness.invariants import QUIESCENCE, SAFETY, Violation
+from simulators.harness.machine import SyncMachine
 from simulators.world import World
 
 MAX_STEPS = 15

@@ -29,7 +29,7 @@ from simulators import (
     Services,
     World,
 )
-from simulators.http_apps import (
+from simulators.http.apps import (
     CANVAS_ENDPOINTS,
     CANVAS_TOKEN_PATH,
     CREDENTIALS_ENDPOINTS,

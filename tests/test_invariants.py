@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from simulators.invariants import (
+from simulators.harness.invariants import (
     QUIESCENCE,
     SAFETY,
     AssertionView,

@@ -11,9 +11,9 @@ import math
 import pytest
 
 from scenarios.legacy import GIVE_UP_AFTER, LegacyEngine
-from simulators.actions import perform
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
-from simulators.harness import Simulation
+from simulators.harness.actions import perform
+from simulators.harness.simulation import Simulation
 from simulators.world import World
 from sync_core import Policy, SyncEngine
 from sync_core.engine import CourseStatus

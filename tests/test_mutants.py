@@ -12,7 +12,7 @@ from hypothesis import Phase, settings
 from hypothesis.stateful import run_state_machine_as_test
 from mutants import NeverRemovesMembers, PublishesTheLeaderboardOnce, RetriesBlindly
 
-from simulators.machine import SyncMachine
+from simulators.harness.machine import SyncMachine
 from sync_core import Policy, SyncEngine
 
 

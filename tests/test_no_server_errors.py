@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from simulators import FaultPlan, FaultRates, SeededChoices, Service, Services, World
-from simulators.http_apps import (
+from simulators.http.apps import (
     CANVAS_TOKEN_PATH,
     CREDENTIALS_TOKEN_PATH,
     canvas_app,

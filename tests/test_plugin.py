@@ -113,7 +113,7 @@ def test_the_plugin_imports_nothing_heavy() -> None:
     """It loads in every pytest run of anyone who installs credsync; the check itself is
     shown to catch a module that does import the web stack."""
     assert heavy_imports("simulators.pytest_plugin") == []
-    assert heavy_imports("simulators.http_apps") == ["faker", "fastapi", "httpx", "starlette"]
+    assert heavy_imports("simulators.http.apps") == ["faker", "fastapi", "httpx", "starlette"]
 
 
 def test_the_simulators_package_loads_its_names_on_first_use() -> None:

@@ -31,7 +31,7 @@ import adapter.tokens
 from adapter.links import links_to_json
 from scenarios.cli import main
 from simulators import ApiRequest, FaultPlan, FaultRates, SeededChoices, Service, Services, World
-from simulators.serve import run_servers
+from simulators.http.serve import run_servers
 from simulators.tokens import TokenStore
 
 CHURN = """

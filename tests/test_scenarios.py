@@ -12,7 +12,7 @@ from hypothesis.stateful import run_state_machine_as_test
 
 from scenarios.cli import main
 from scenarios.scenario import INVARIANTS, Scenario, ScenarioError, builtin, load, run
-from simulators.machine import SyncMachine
+from simulators.harness.machine import SyncMachine
 
 SMALL = """
 name = "tiny"

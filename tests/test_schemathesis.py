@@ -45,11 +45,11 @@ from simulators import (
     Service,
     Services,
     World,
-    canvas_api,
-    credentials_api,
 )
 from simulators.api import JSON_TYPE
-from simulators.http_apps import (
+from simulators.canvas import api as canvas_api
+from simulators.credentials import api as credentials_api
+from simulators.http.apps import (
     CANVAS_ENDPOINTS,
     CANVAS_TOKEN_PATH,
     CREDENTIALS_ENDPOINTS,

@@ -22,11 +22,11 @@ import pytest
 from fastapi import FastAPI
 
 import scenarios.cli as cli
-import simulators.serve
+import simulators.http.serve
 from simulators import FaultPlan, FaultRates, SeededChoices, Service, Services, World
-from simulators.canvas_api import INVALID_TOKEN, NO_CREDENTIALS, NOT_AUTHORIZED, CanvasApi
-from simulators.credentials_api import CredentialsApi
-from simulators.http_apps import (
+from simulators.canvas.api import INVALID_TOKEN, NO_CREDENTIALS, NOT_AUTHORIZED, CanvasApi
+from simulators.credentials.api import CredentialsApi
+from simulators.http.apps import (
     CANVAS_ENDPOINTS,
     CANVAS_TOKEN_PATH,
     CREDENTIALS_ENDPOINTS,
@@ -34,7 +34,7 @@ from simulators.http_apps import (
     canvas_app,
     credentials_app,
 )
-from simulators.serve import ServerHandle, exposure_warning
+from simulators.http.serve import ServerHandle, exposure_warning
 from simulators.tokens import TokenStore
 
 COURSE = 101
@@ -408,7 +408,7 @@ def serve_output(
         done.start()  # wait() and stop() join it at once: "Ctrl-C" came immediately
         return ServerHandle(f"http://{host}:1", f"http://{host}:2", [], done, [])
 
-    monkeypatch.setattr(simulators.serve, "run_servers", fake_run_servers)
+    monkeypatch.setattr(simulators.http.serve, "run_servers", fake_run_servers)
     assert cli.main(["serve", *argv]) == 0
     return bound, capsys.readouterr().out.splitlines()
 

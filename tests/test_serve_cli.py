@@ -69,10 +69,10 @@ def test_serve_passes_the_canvas_throttle_form_and_links_every_course(
     monkeypatch: pytest.MonkeyPatch, args: list[str], status: int
 ) -> None:
     import scenarios.cli as cli
-    import simulators.serve
+    import simulators.http.serve
 
     served: list[object] = []
-    monkeypatch.setattr(simulators.serve, "serve_forever", lambda *a: served.append(a))
+    monkeypatch.setattr(simulators.http.serve, "serve_forever", lambda *a: served.append(a))
     assert cli.main(["serve", "--world", "semester", *args]) == 0
     (world, services, canvas_port, credentials_port, host, _out) = served[0]  # type: ignore[misc]
     assert services.canvas_throttle_status == status and host == "127.0.0.1"

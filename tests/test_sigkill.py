@@ -1,7 +1,7 @@
 """SIGKILL the real ``credsync sync`` process at chosen points, restart it, and judge the end
 result only through the Credentials API: every earned badge awarded exactly once.
 
-The fakes run in this process (:func:`~simulators.serve.run_servers`); ``credsync sync
+The fakes run in this process (:func:`~simulators.http.serve.run_servers`); ``credsync sync
 --once --state FILE`` runs as a child process, exactly as an operator starts it. Kill points
 are chosen on the server side, by request count, so they are deterministic rather than
 timed: the child sends one request at a time and is blocked waiting for its answer when the
@@ -40,7 +40,7 @@ import pytest
 from adapter import links_to_json
 from simulators.api import ApiRequest
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
-from simulators.serve import ServerHandle, run_servers, serve_info
+from simulators.http.serve import ServerHandle, run_servers, serve_info
 from simulators.services import Dropped, Services
 from simulators.tokens import Service
 from simulators.world import World

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import settings
 
-from simulators.machine import SyncMachine
+from simulators.harness.machine import SyncMachine
 
 TestCoreSync = SyncMachine.TestCase
 TestCoreSync.settings = settings(settings(), stateful_step_count=40)

@@ -35,9 +35,7 @@ from adapter import (
     run_sync,
 )
 from simulators.faults import FaultKind, FaultPlan, FaultRates, SeededChoices
-from simulators.harness import Simulation, TraceEntry, TransportFactory
-from simulators.http_transport import AsgiTransport, LiveHttpTransport
-from simulators.invariants import (
+from simulators.harness.invariants import (
     QUIESCENCE,
     SAFETY,
     AssertionView,
@@ -46,7 +44,9 @@ from simulators.invariants import (
     check,
     course_freshness,
 )
-from simulators.serve import ServerHandle, run_servers
+from simulators.harness.simulation import Simulation, TraceEntry, TransportFactory
+from simulators.http.serve import ServerHandle, run_servers
+from simulators.http.transport import AsgiTransport, LiveHttpTransport
 from simulators.services import LogEntry, Services
 from simulators.tokens import Service
 from simulators.transport import MemoryTransport

@@ -8,7 +8,7 @@ import pytest
 
 import scenarios.cli as cli
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
-from simulators.harness import Simulation
+from simulators.harness.simulation import Simulation
 from simulators.worlds import SEMESTER, WorldSpecError, load_world
 
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from simulators.faults import TARGETS, FaultKind
-from simulators.harness import Simulation
+from simulators.harness.simulation import Simulation
 from simulators.world import World
 from simulators.worlds import rules_for
 

@@ -25,8 +25,8 @@ import httpx
 from adapter.http import HttpAdapter
 from adapter.tokens import OAuthToken
 from simulators.faults import FaultPlan
-from simulators.http_apps import canvas_app, credentials_app
-from simulators.serve import serve_on
+from simulators.http.apps import canvas_app, credentials_app
+from simulators.http.serve import serve_on
 from simulators.services import LogEntry, Services
 from simulators.tokens import Service
 from simulators.world import World

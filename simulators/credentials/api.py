@@ -17,7 +17,7 @@ from typing import Final, TypeVar
 
 from simulators.api import ApiRequest, json_response, link_header, parse_id
 from simulators.clock import iso, iso_micro
-from simulators.credentials import (
+from simulators.credentials.model import (
     Assertion,
     BadgeClass,
     Credentials,

@@ -22,10 +22,10 @@ from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from simulators.actions import next_new_student, perform
 from simulators.faults import FaultPlan, HypothesisChoices
-from simulators.harness import Engine, Simulation
-from simulators.invariants import SAFETY, Violation, check
+from simulators.harness.actions import next_new_student, perform
+from simulators.harness.invariants import SAFETY, Violation, check
+from simulators.harness.simulation import Engine, Simulation
 from simulators.strategies import fault_rates, fault_targets, small_world_seeds
 from simulators.world import World
 from sync_core import (

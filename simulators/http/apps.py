@@ -19,7 +19,7 @@ outermost middleware answers any exception with a 500 and then re-raises it;
 ``httpx.ASGITransport`` (with its default ``raise_app_exceptions=True``) discards that 500
 and hands the exception to the caller, so an in-process httpx client sees an
 ``httpx.ReadTimeout`` (timeout) or ``httpx.ReadError`` (reset): a transport error, as from
-a real socket, never a 500. Over real sockets :mod:`simulators.serve` holds the app's
+a real socket, never a 500. Over real sockets :mod:`simulators.http.serve` holds the app's
 messages, drops the 500 with them and hangs up the connection instead.
 """
 
@@ -39,10 +39,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from simulators import openapi as oa
+from simulators.http import openapi as oa
 from simulators.api import ApiRequest, json_response
-from simulators.canvas_api import CanvasApi
-from simulators.credentials_api import CredentialsApi, error
+from simulators.canvas.api import CanvasApi
+from simulators.credentials.api import CredentialsApi, error
 from simulators.services import Dropped, Services
 from simulators.tokens import Service
 from sync_core.wire import HttpResponse
@@ -66,7 +66,7 @@ class DroppedReset(ConnectionDropped, httpx.ReadError):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One declared route and what it answers (see :mod:`simulators.openapi`)."""
+    """One declared route and what it answers (see :mod:`simulators.http.openapi`)."""
 
     method: str
     path: str

@@ -12,7 +12,7 @@ connection until the loop accepts it, and no caller ever has to wait for "ready"
 A request the fault plan drops must reach the client as no response at all. ASGI has no
 "abort" message and uvicorn turns an application exception into a 500, so the h11
 protocol is subclassed to give each connection's app a way to hang up: the app's messages
-are held until it finishes, and on :class:`~simulators.http_apps.ConnectionDropped` they
+are held until it finishes, and on :class:`~simulators.http.apps.ConnectionDropped` they
 are discarded and the connection is reset (``SO_LINGER`` 0, so the client reads
 ``ECONNRESET``) or, for a timeout, closed before any byte of a response (a real timeout
 would make the client wait for its own deadline). httpx then raises ``ReadError`` (reset)
@@ -37,7 +37,7 @@ import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from simulators.http_apps import ConnectionDropped, canvas_app, credentials_app
+from simulators.http.apps import ConnectionDropped, canvas_app, credentials_app
 from simulators.services import Services
 from simulators.tokens import Service
 from simulators.world import World

@@ -1,6 +1,6 @@
 """What each simulated route answers, as OpenAPI: the statuses the handlers can produce
 with faults off and the JSON Schema of every body, read off the JSON builders in
-:mod:`simulators.canvas_api` and :mod:`simulators.credentials_api`.
+:mod:`simulators.canvas.api` and :mod:`simulators.credentials.api`.
 
 The schemas are strict on purpose (every key the builders always write is required, no
 other key is allowed), so a schemathesis run against ``/openapi.json`` notices a handler

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from simulators.faults import FaultPlan
-from simulators.invariants import (
+from simulators.harness.invariants import (
     QUIESCENCE,
     AssertionView,
     CourseView,
@@ -48,7 +48,7 @@ class Engine(Protocol):
 
 class Transport(Protocol):
     """What the harness needs of a transport: :class:`MemoryTransport`, or one of the HTTP
-    transports in :mod:`simulators.http_transport` that carry the same requests over HTTP."""
+    transports in :mod:`simulators.http.transport` that carry the same requests over HTTP."""
 
     def execute(self, command: Command) -> Event: ...
 

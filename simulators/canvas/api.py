@@ -1,4 +1,4 @@
-"""The Canvas REST v1 endpoints the sync reads, rendered from :mod:`simulators.canvas`.
+"""The Canvas REST v1 endpoints the sync reads, rendered from :mod:`simulators.canvas.model`.
 
 Fidelity targets the fact sheet (``canvas-api.md``): Bearer auth with Canvas's 401 bodies,
 numbered pages with absolute ``Link`` URLs that carry every filter, bookmark pages that
@@ -22,7 +22,7 @@ from itertools import islice
 from typing import Final, TypeVar
 
 from simulators.api import ApiRequest, json_response, link_header, parse_id, ruby_to_i
-from simulators.canvas import (
+from simulators.canvas.model import (
     Assignment,
     Canvas,
     Course,
