@@ -337,7 +337,10 @@ class LegacyEngine:
                 )
                 out.append(self._member(course, uid, course.roster[uid], students[uid], shown))
             for badge in new:
-                award = IssueAssertion(self._take_id(), course.course_id, badge, uid, email)
+                # Badgr's default: duplicates allowed (the original sync sent no flag).
+                award = IssueAssertion(
+                    self._take_id(), course.course_id, badge, uid, email, allow_duplicates=True
+                )
                 self._writes[award.request_id] = (award, 1)
                 out.append(award)
 

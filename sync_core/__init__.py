@@ -15,6 +15,7 @@ from sync_core.commands import (
     LeaderboardEntry,
     PublishLeaderboard,
     RemoveMember,
+    RevokeAssertion,
     UpsertMember,
 )
 from sync_core.engine import CourseStatus, Phase, SyncEngine
@@ -64,6 +65,7 @@ __all__ = [
     "QuizScore",
     "RemoveMember",
     "RequestFailed",
+    "RevokeAssertion",
     "StateError",
     "SyncEngine",
     "Tick",

@@ -66,10 +66,13 @@ class FetchCredentialsPage:
 
 @dataclass(frozen=True)
 class IssueAssertion:
-    """POST ``/v2/badgeclasses/{badge_class}/assertions`` to the recipient's email.
+    """POST ``/v2/badgeclasses/{badge_class}/assertions`` to the recipient's email, with
+    ``allowDuplicateAwards: false`` unless ``allow_duplicates``.
 
     Credentials has no idempotency key, so the engine issues this at most once per
-    outbox entry until a fresh read of the assertions shows the award is missing.
+    outbox entry until a fresh read of the assertions shows the award is missing; and it
+    asks Credentials to refuse the award if a live one is already there (a check Badgr makes
+    before storing, so it is no substitute for reading first).
     """
 
     request_id: int
@@ -77,6 +80,18 @@ class IssueAssertion:
     badge_class: str
     user_id: int
     email: str
+    allow_duplicates: bool = False
+
+
+@dataclass(frozen=True)
+class RevokeAssertion:
+    """DELETE ``/v2/assertions/{assertion_id}`` with a revocation reason: the engine revokes
+    only an award that duplicates an earlier live one of the same student and class."""
+
+    request_id: int
+    course_id: int
+    assertion_id: str
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -127,6 +142,7 @@ Command = (
     FetchCanvasPage
     | FetchCredentialsPage
     | IssueAssertion
+    | RevokeAssertion
     | UpsertMember
     | RemoveMember
     | PublishLeaderboard

@@ -23,6 +23,7 @@ class Assertion(NamedTuple):
     badge_class: str
     email: str
     revoked: bool
+    created_at: str = ""  # ISO 8601 as Badgr writes it, so it orders as text; "" if absent
 
 
 class Member(NamedTuple):
@@ -73,7 +74,13 @@ def parse_assertion(record: object) -> Assertion:
         badge_class=_text(rec, "badgeclass"),
         email=identity.strip().lower(),
         revoked=rec.get("revoked") is True,
+        created_at=_created(rec),
     )
+
+
+def _created(record: Mapping[str, object]) -> str:
+    created = record.get("createdAt")
+    return created if isinstance(created, str) else ""
 
 
 def parse_assertions(records: Iterable[object], into: list[Assertion]) -> list[str]:
@@ -98,7 +105,8 @@ def parse_assertions(records: Iterable[object], into: list[Assertion]) -> list[s
                     and not identity.startswith("sha256$")
                 ):
                     revoked = record.get("revoked") is True
-                    into.append(Assertion(entity_id, badge, identity.strip().lower(), revoked))
+                    email = identity.strip().lower()
+                    into.append(Assertion(entity_id, badge, email, revoked, _created(record)))
                     continue
         try:
             into.append(parse_assertion(record))

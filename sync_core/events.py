@@ -62,7 +62,9 @@ class Failure(Enum):
     AMBIGUOUS means the request may have committed (timeout, reset, lost response); the
     engine never re-issues an award after it without first reading the assertions again.
     REJECTED is a definite, permanent refusal of this one request (400/422): it is
-    quarantined rather than retried.
+    quarantined rather than retried. DUPLICATE is Credentials refusing an award because the
+    recipient already holds a live one of the class (``allowDuplicateAwards: false``): the
+    award is there, which is all the engine wanted.
     """
 
     TRANSIENT = "transient"
@@ -71,6 +73,7 @@ class Failure(Enum):
     AUTH = "auth"
     NOT_FOUND = "not_found"
     REJECTED = "rejected"
+    DUPLICATE = "duplicate"
 
 
 @dataclass(frozen=True)

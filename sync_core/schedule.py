@@ -26,6 +26,10 @@ class Policy:
     request_attempts: int = 3
     # graded_since is a strict ">" and clocks skew: re-read this much before the watermark.
     watermark_overlap: float = 600.0
+    # An award whose outcome is unknown counts as absent only on a read that started this
+    # long after the attempt: the longest Credentials replica lag plus the longest delay
+    # with which a write the client gave up on may still be stored (README, "Duplicates").
+    award_settle_window: float = 600.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():

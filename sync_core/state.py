@@ -35,13 +35,16 @@ class StateError(ValueError):
 class AwardStatus(Enum):
     """An outbox entry's life: earned, then awarded once.
 
-    PENDING: earned, to be issued. IN_FLIGHT: an IssueAssertion is outstanding.
-    UNCERTAIN: the last attempt may have committed; issue nothing until a later read of
-    the assertions settles it. BLOCKED: Credentials refused it for good (its reason is kept);
-    retried on the next full resync.
+    PENDING: earned, to be issued. CHECKING: the student's assertions of the class are
+    being read, just before issuing. IN_FLIGHT: an IssueAssertion is outstanding.
+    UNCERTAIN: the last attempt may have committed; issue nothing until a read that started
+    ``Policy.award_settle_window`` after that attempt settles it. BLOCKED: Credentials
+    refused it, or its badge class cannot be read (the reason is kept); retried on the next
+    full resync.
     """
 
     PENDING = "pending"
+    CHECKING = "checking"
     IN_FLIGHT = "in_flight"
     UNCERTAIN = "uncertain"
     BLOCKED = "blocked"
@@ -53,6 +56,7 @@ class OutboxEntry:
     badge_class: str
     status: AwardStatus
     reason: str = ""
+    attempted_at: float | None = None  # when the last IssueAssertion for it was sent
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,9 @@ class CourseState:
     members: dict[int, Member] = field(default_factory=dict)
     live_awards: dict[str, set[int]] = field(default_factory=dict)  # badge class -> holders
     leaderboard: tuple[LeaderboardEntry, ...] | None = None  # None: not known
+    # Badge classes whose reads answered 404 (archived, deleted, never created, or of an
+    # issuer the token cannot see): their awards are held, the rest of the course syncs.
+    unavailable: set[str] = field(default_factory=set)
 
     @property
     def badge_classes(self) -> tuple[str, ...]:
@@ -141,7 +148,7 @@ def load(text: str) -> tuple[dict[int, CourseState], int, float]:
             "written by a different credsync version; refusing to guess"
         )
     try:
-        courses = [_course_from_dict(c) for c in data["courses"]]
+        courses = [_course_from_dict(c, float(data["now"])) for c in data["courses"]]
         return ({c.course_id: c for c in courses}, int(data["next_request_id"]), float(data["now"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"state is damaged: {exc!r}") from exc
@@ -168,12 +175,8 @@ def _course_to_dict(c: CourseState) -> dict[str, Any]:
         "awarded": dict(sorted(c.awarded.items())),
         "outbox": [
             # An award in flight at save time may or may not commit: restore it as uncertain.
-            [
-                e.user_id,
-                e.badge_class,
-                (AwardStatus.UNCERTAIN if e.status is AwardStatus.IN_FLIGHT else e.status).value,
-                e.reason,
-            ]
+            # One being checked sent nothing that could commit: restore it as it was.
+            [e.user_id, e.badge_class, _saved(e.status).value, e.reason, e.attempted_at]
             for _, e in sorted(c.outbox.items())
         ],
         "known_emails": {str(uid): emails for uid, emails in sorted(c.known_emails.items())},
@@ -192,10 +195,19 @@ def _course_to_dict(c: CourseState) -> dict[str, Any]:
         "leaderboard": None
         if c.leaderboard is None
         else [[e.user_id, e.badges] for e in c.leaderboard],
+        "unavailable": sorted(c.unavailable),
     }
 
 
-def _course_from_dict(d: dict[str, Any]) -> CourseState:
+def _saved(status: AwardStatus) -> AwardStatus:
+    if status is AwardStatus.IN_FLIGHT:
+        return AwardStatus.UNCERTAIN
+    if status is AwardStatus.CHECKING:
+        return AwardStatus.PENDING
+    return status
+
+
+def _course_from_dict(d: dict[str, Any], now: float) -> CourseState:
     scores: dict[int, dict[int, float]] = {}
     if "scores" in d:
         for a, table in d["scores"]:
@@ -204,7 +216,7 @@ def _course_from_dict(d: dict[str, Any]) -> CourseState:
         for u, a, s, x, _ in d["submissions"]:
             if s is not None and not x:
                 scores.setdefault(int(a), {})[int(u)] = float(s)
-    outbox = [OutboxEntry(int(u), str(b), AwardStatus(s), str(r)) for u, b, s, r in d["outbox"]]
+    outbox = [_outbox_entry(row, now) for row in d["outbox"]]
     course = CourseState(
         course_id=int(d["course_id"]),
         issuer_id=str(d["issuer_id"]),
@@ -242,11 +254,24 @@ def _course_from_dict(d: dict[str, Any]) -> CourseState:
         for u, e, n, bs in d["members"]
     }
     course.live_awards = {str(b): {int(u) for u in us} for b, us in d["live_awards"].items()}
+    course.unavailable = {str(b) for b in d.get("unavailable", [])}
     board = d["leaderboard"]
     course.leaderboard = (
         None if board is None else tuple(LeaderboardEntry(int(u), int(n)) for u, n in board)
     )
     return course
+
+
+def _outbox_entry(row: list[Any], now: float) -> OutboxEntry:
+    """Before the settle window, an entry had no attempt time: an uncertain one is taken as
+    attempted when the state was saved, so it waits one whole window (the safe side)."""
+    user_id, badge_class, status, reason, *rest = row
+    entry = OutboxEntry(int(user_id), str(badge_class), AwardStatus(status), str(reason))
+    if rest:
+        entry.attempted_at = None if rest[0] is None else float(rest[0])
+    elif entry.status is AwardStatus.UNCERTAIN:
+        entry.attempted_at = now
+    return entry
 
 
 def _opt_float(value: object) -> float | None:

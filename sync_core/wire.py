@@ -25,6 +25,7 @@ from sync_core.commands import (
     Params,
     PublishLeaderboard,
     RemoveMember,
+    RevokeAssertion,
     UpsertMember,
 )
 from sync_core.events import (
@@ -93,8 +94,13 @@ def request_for(command: Command, canvas_base: str, credentials_base: str) -> Ht
         return HttpRequest("GET", _credentials_list_url(cred, command))
     if isinstance(command, IssueAssertion):
         url = f"{cred}/v2/badgeclasses/{_seg(command.badge_class)}/assertions"
-        recipient = {"recipient": {"identity": command.email, "type": "email"}}
-        return HttpRequest("POST", url, recipient)
+        award: dict[str, object] = {"recipient": {"identity": command.email, "type": "email"}}
+        if not command.allow_duplicates:
+            award["allowDuplicateAwards"] = False
+        return HttpRequest("POST", url, award)
+    if isinstance(command, RevokeAssertion):
+        url = f"{cred}/v2/assertions/{_seg(command.assertion_id)}"
+        return HttpRequest("DELETE", url, {"revocation_reason": command.reason})
     if isinstance(command, UpsertMember):
         url = f"{_group_url(cred, command.issuer_id, command.group_id)}/members/{command.user_id}"
         member = {"email": command.email, "name": command.name, "earned": list(command.earned)}
@@ -135,11 +141,22 @@ def failure_for_status(command: Command, response: HttpResponse) -> RequestFaile
         return RequestFailed(rid, Failure.AUTH, detail=f"HTTP {status} not authorised")
     if status == 404:
         return RequestFailed(rid, Failure.NOT_FOUND, detail="HTTP 404 not found")
+    if status == 400 and isinstance(command, IssueAssertion) and _duplicate(response.body):
+        return RequestFailed(rid, Failure.DUPLICATE, detail="HTTP 400 already awarded")
     if 400 <= status < 500 and status != 408:
         return RequestFailed(rid, Failure.REJECTED, detail=f"HTTP {status} rejected")
     if is_write(command):
         return RequestFailed(rid, Failure.AMBIGUOUS, detail=f"HTTP {status} outcome unknown")
     return RequestFailed(rid, Failure.TRANSIENT, detail=f"HTTP {status} server error")
+
+
+def _duplicate(body: object) -> bool:
+    """Badgr's refusal of an award the recipient already holds: its message is the one
+    ``validationErrors`` entry (credentials-api.md, "Duplicates and idempotency")."""
+    errors = body.get("validationErrors") if isinstance(body, Mapping) else None
+    return isinstance(errors, list) and any(
+        isinstance(e, str) and "previous award of this badge already exists" in e for e in errors
+    )
 
 
 def failure_for_transport_error(command: Command, kind: TransportError) -> RequestFailed:

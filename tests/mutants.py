@@ -30,7 +30,9 @@ class RetriesBlindly(SyncEngine):
             and event.failure is Failure.AMBIGUOUS
             and isinstance(pending.command, IssueAssertion)
         ):
-            again = replace(pending.command, request_id=self._take_id())
+            # Blindly, and as the original sync did, with Badgr's default of duplicates
+            # allowed (the core's ``allowDuplicateAwards: false`` would refuse the copy).
+            again = replace(pending.command, request_id=self._take_id(), allow_duplicates=True)
             self._track(course, rnd, "award", pending.key, again, out)
             return
         super()._respond(course, rnd, pending, event, out)

@@ -184,7 +184,10 @@ def execute(adapter: HttpAdapter, *commands: Command) -> list[Event]:
             ISSUE,
             "POST",
             f"{CRED}/v2/badgeclasses/BC%201/assertions",
-            {"recipient": {"identity": "ada@x.edu", "type": "email"}},
+            {
+                "recipient": {"identity": "ada@x.edu", "type": "email"},
+                "allowDuplicateAwards": False,
+            },
             "cred-secret-0",
         ),
         (

@@ -20,12 +20,14 @@ from sync_core import (
     FetchCanvasPage,
     FetchCredentialsPage,
     IssueAssertion,
+    LeaderboardEntry,
     PageReceived,
     Phase,
     Policy,
     PublishLeaderboard,
     RemoveMember,
     RequestFailed,
+    RevokeAssertion,
     StateError,
     SyncEngine,
     Tick,
@@ -33,6 +35,7 @@ from sync_core import (
     UpsertMember,
     WriteAcknowledged,
 )
+from sync_core.engine import RoundAborted
 from sync_core.events import Event
 
 T0 = 1_756_684_800.0
@@ -147,9 +150,10 @@ def test_nothing_changes_nothing_is_written() -> None:
     assert all(isinstance(c, FetchCanvasPage | FetchCredentialsPage) for c in cmds)
 
 
-# The course comes back after backoff_base to settle the doubt: an incremental round; an
-# hour later the default policy makes it a full one. Both read the assertions first.
-LATER = pytest.mark.parametrize("later", [30.0, 3600.0], ids=["incremental", "full"])
+# The doubt can be settled once Policy.award_settle_window (600 s) has passed since the
+# attempt: an incremental round at 700 s, or an hour later a full one (the default policy).
+# Both read the student's awards of the class before anything is issued.
+LATER = pytest.mark.parametrize("later", [700.0, 3600.0], ids=["incremental", "full"])
 
 
 @LATER
@@ -164,9 +168,10 @@ def test_an_ambiguous_award_is_looked_up_before_it_is_issued_again(later: float)
 
     drive(engine, Tick(T0), serve(data, writes=lose_awards))
     (status,) = engine.status()
-    # The rest of the round completed; the course comes back soon to settle the doubt.
+    # The rest of the round completed; the course comes back at its next poll (the doubt
+    # cannot be settled before the settle window has passed anyway).
     assert status.uncertain_awards == 1 and status.failures == 0
-    assert status.next_due == T0 + engine.policy.backoff_base
+    assert status.next_due == T0 + engine.policy.poll_interval
     # The award did commit: the next round's read shows it, and nothing is re-issued.
     data[CredentialsList.ASSERTIONS] = [
         {"entityId": "A1", "badgeclass": "B1", "recipient": {"plaintextIdentity": "a@x.edu"}}
@@ -200,6 +205,49 @@ def test_an_ambiguous_award_that_did_not_commit_is_issued_after_the_read(later: 
     ]
     issues = [i for i, c in enumerate(cmds) if isinstance(c, IssueAssertion)]
     assert len(issues) == 1 and max(reads) < issues[0]
+
+
+def test_an_ambiguous_award_is_not_judged_absent_within_the_settle_window() -> None:
+    """A replica may lag and a write the client gave up on may still land: a read soon
+    after the attempt proves nothing, so nothing is read or issued for that award until
+    ``award_settle_window`` has passed; then one read settles it."""
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    lose = serve(
+        data,
+        writes=lambda c: (
+            RequestFailed(c.request_id, Failure.AMBIGUOUS)
+            if isinstance(c, IssueAssertion)
+            else WriteAcknowledged(c.request_id)
+        ),
+    )
+    drive(engine, Tick(T0), lose)
+    window = engine.policy.award_settle_window
+    cmds = drive(engine, Tick(T0 + engine.policy.poll_interval), serve(data))
+    assert of(IssueAssertion, cmds) == [] and engine.status()[0].uncertain_awards == 1
+    assert not any(isinstance(c, FetchCredentialsPage) and c.badge_class == "B1" for c in cmds)
+    cmds = drive(engine, Tick(T0 + window), serve(data))
+    assert len(of(IssueAssertion, cmds)) == 1
+
+
+def test_an_award_asks_credentials_to_refuse_a_duplicate_and_a_refusal_means_awarded() -> None:
+    """Every award is sent lowercased with ``allowDuplicateAwards: false``: Badgr then
+    refuses one the recipient already holds live (a teacher awarded it between the read and
+    the write), and the engine takes that refusal as the award being there."""
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "Ada@X.edu"})
+
+    def refuse(cmd: Command) -> Event:
+        if isinstance(cmd, IssueAssertion):
+            assert cmd.email == "ada@x.edu" and not cmd.allow_duplicates
+            return RequestFailed(cmd.request_id, Failure.DUPLICATE, detail="HTTP 400")
+        return WriteAcknowledged(cmd.request_id)
+
+    cmds = drive(engine, Tick(T0), serve(data, writes=refuse))
+    assert len(of(IssueAssertion, cmds)) == 1
+    (status,) = engine.status()
+    assert status.pending_awards == status.uncertain_awards == status.blocked_awards == 0
+    assert of(IssueAssertion, drive(engine, Tick(T0 + 3600), serve(data))) == []
 
 
 def test_failures_back_off_per_course_capped_and_never_give_up() -> None:
@@ -394,7 +442,11 @@ def test_an_award_is_issued_only_after_a_read_of_its_badge_class() -> None:
 def test_the_read_before_an_award_check_catches_an_engine_that_skips_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(SyncEngine, "_to_settle", lambda self, course, rnd: set())
+    monkeypatch.setattr(
+        SyncEngine,
+        "_check",
+        lambda self, course, rnd, key, entry, out: self._issue(course, rnd, key, entry, out),
+    )
     with pytest.raises(AssertionError):
         issued_only_after_a_read(linked())
 
@@ -463,6 +515,8 @@ def test_state_round_trips_and_in_flight_awards_come_back_uncertain() -> None:
     assert restored.status()[0].uncertain_awards == 1
     data[CredentialsList.ASSERTIONS] = []  # it never committed
     cmds = drive(restored, Tick(T0 + 1), serve(data))
+    assert of(IssueAssertion, cmds) == []  # it might still land: not before the window
+    cmds = drive(restored, Tick(T0 + restored.policy.award_settle_window), serve(data))
     assert len(of(IssueAssertion, cmds)) == 1
 
 
@@ -616,3 +670,81 @@ def test_a_quarantine_reason_quotes_a_huge_value_only_in_part() -> None:
     (quarantined,) = engine.status()[0].quarantined
     assert quarantined.resource == "users" and "'id' must be an integer" in quarantined.reason
     assert len(quarantined.reason) < 200 and len(engine.to_json()) < 10_000
+
+
+def missing_class(data: dict[object, list], badge: str) -> Answer:
+    """Every request about ``badge`` answers 404: archived, deleted, or misnamed."""
+    base = serve(data)
+
+    def answer(cmd: Command) -> Event:
+        if getattr(cmd, "badge_class", None) == badge:
+            return RequestFailed(cmd.request_id, Failure.NOT_FOUND, detail="HTTP 404")
+        return base(cmd)
+
+    return answer
+
+
+def test_a_missing_badge_class_blocks_only_itself_and_the_course_recovers() -> None:
+    """A 404 class holds its awards (with the reason in ``status()``) and drops out of the
+    members' progress; members, the other class's award and the leaderboard are written;
+    the next full round after the class is back awards it."""
+    other = AssignmentScore("B2", 7001, min_percent=10.0)
+    engine = linked(rules=(RULE, other))
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    cmds = drive(engine, Tick(T0), missing_class(data, "B1"))
+    (status,) = engine.status()
+    assert status.failures == 0 and status.last_success_at == T0
+    assert [c.badge_class for c in of(IssueAssertion, cmds)] == ["B2"]
+    assert [c.earned for c in of(UpsertMember, cmds)] == [("B2",)]
+    assert of(PublishLeaderboard, cmds) and status.blocked_awards == 1
+    assert any("B1 not found" in q.reason for q in status.quarantined)
+    cmds = drive(engine, UpdateNowRequested(101), serve(data))  # the class is back
+    assert [c.badge_class for c in of(IssueAssertion, cmds)] == ["B1"]
+    assert engine.status()[0].blocked_awards == 0
+
+
+def test_a_missing_class_aborting_the_round_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The check above fails on an engine that gives the whole round up for one class."""
+
+    def abort(self: SyncEngine, course: object, rnd: object, badge: str) -> None:
+        raise RoundAborted(f"badge class {badge}: HTTP 404")
+
+    monkeypatch.setattr(SyncEngine, "_class_missing", abort)
+    with pytest.raises(AssertionError):
+        test_a_missing_badge_class_blocks_only_itself_and_the_course_recovers()
+
+
+def test_a_full_round_revokes_a_later_duplicate_and_keeps_the_earliest() -> None:
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    drive(engine, Tick(T0), serve(data))
+
+    def award(entity_id: str, hour: int, revoked: bool = False) -> dict[str, object]:
+        return {
+            "entityId": entity_id,
+            "badgeclass": "B1",
+            "recipient": {"plaintextIdentity": "a@x.edu"},
+            "revoked": revoked,
+            "createdAt": f"2025-09-01T0{hour}:00:00Z",
+        }
+
+    data[CredentialsList.ASSERTIONS] = [award("LATE", 1), award("FIRST", 0), award("GONE", 2, True)]
+    cmds = drive(engine, UpdateNowRequested(101), serve(data))
+    assert [c.assertion_id for c in of(RevokeAssertion, cmds)] == ["LATE"]
+    assert of(IssueAssertion, cmds) == []
+    assert any("duplicate of assertion FIRST" in q.reason for q in engine.status()[0].quarantined)
+
+
+def test_an_unreadable_leaderboard_row_makes_a_full_round_publish_again() -> None:
+    """A row the parser cannot read (a hand edit naming no real user) means the board shown
+    is not what the readable rows say: it is published again, not trusted."""
+    engine = linked()
+    data = canvas_world({}, {1: "a@x.edu"})
+    drive(engine, Tick(T0), serve(data))
+    data[CredentialsList.MEMBERS] = [{"canvasUserId": 1, "email": "a@x.edu", "name": "S1"}]
+    data[CredentialsList.LEADERBOARD] = [
+        {"canvasUserId": 1, "badges": 0},
+        {"canvasUserId": 0, "badges": 1},
+    ]
+    cmds = drive(engine, UpdateNowRequested(101), serve(data))
+    assert [c.entries for c in of(PublishLeaderboard, cmds)] == [(LeaderboardEntry(1, 0),)]

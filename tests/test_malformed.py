@@ -565,6 +565,8 @@ def serve(pages: Pages, loop: ListKey | None, ack: object) -> Callable[[Command]
     """Answer each read with its page (cursors ``key|n``), acknowledge every write."""
 
     def answer(cmd: Command) -> Event:
+        if isinstance(cmd, FetchCredentialsPage) and any(k == "recipient" for k, _ in cmd.params):
+            return PageReceived(cmd.request_id, recipients_awards(pages, cmd), None)
         if isinstance(cmd, Fetch):
             key = list_key(cmd)
             split = pages.get(key, [[]])
@@ -575,6 +577,24 @@ def serve(pages: Pages, loop: ListKey | None, ack: object) -> Callable[[Command]
         return WriteAcknowledged(cmd.request_id, ack if isinstance(cmd, IssueAssertion) else None)
 
     return answer
+
+
+def recipients_awards(pages: Pages, cmd: FetchCredentialsPage) -> tuple[object, ...]:
+    """The read just before an award (``recipient=`` filters): the class's assertions as a
+    clean run sees them, of those recipients, on one page. This property is about the
+    lists a round reads whole; one student's two or three awards are not where bad records
+    hide, and a clean answer keeps both runs' awards comparable."""
+    wanted = {v for k, v in cmd.params if k == "recipient"}
+    split = pages.get(list_key(cmd), [[]])
+    return tuple(
+        record
+        for page in split
+        for entry in page
+        for record in entry.clean
+        if isinstance(record, dict)
+        and isinstance(record.get("recipient"), dict)
+        and str(record["recipient"].get("plaintextIdentity", "")).lower() in wanted
+    )
 
 
 def writes(commands: list[Command], taint: set[int]) -> Counter[object]:

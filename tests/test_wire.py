@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
@@ -18,6 +19,7 @@ from sync_core.commands import (
     LeaderboardEntry,
     PublishLeaderboard,
     RemoveMember,
+    RevokeAssertion,
     UpsertMember,
 )
 from sync_core.events import Failure, PageReceived, RequestFailed, WriteAcknowledged
@@ -101,7 +103,15 @@ def test_write_requests() -> None:
         "POST",
         "https://api.badgr.test/v2/badgeclasses/bc1/assertions",
     )
-    assert issue.json == {"recipient": {"identity": "Ada@X.edu", "type": "email"}}
+    assert issue.json == {
+        "recipient": {"identity": "Ada@X.edu", "type": "email"},
+        "allowDuplicateAwards": False,
+    }
+    lenient = request_for(replace(ISSUE, allow_duplicates=True), CANVAS, CRED)
+    assert lenient.json == {"recipient": {"identity": "Ada@X.edu", "type": "email"}}
+    revoke = request_for(RevokeAssertion(7, 101, "as/1", "duplicate"), CANVAS, CRED)
+    assert (revoke.method, revoke.url) == ("DELETE", "https://api.badgr.test/v2/assertions/as%2F1")
+    assert revoke.json == {"revocation_reason": "duplicate"}
     upsert = request_for(UPSERT, CANVAS, CRED)
     assert (upsert.method, upsert.url) == ("PUT", f"{group}/members/9")
     assert upsert.json == {"email": "ada@x.edu", "name": "Ada", "earned": ["bc1", "bc2"]}
@@ -112,6 +122,23 @@ def test_write_requests() -> None:
     assert publish.json == {
         "entries": [{"canvasUserId": 9, "badges": 2}, {"canvasUserId": 8, "badges": 1}]
     }
+
+
+def test_a_refused_duplicate_award_is_told_apart_from_other_rejections() -> None:
+    """Badgr's 400 for ``allowDuplicateAwards: false`` means the award is there; any other
+    400 is a rejection of this award."""
+    body = {
+        "status": {"success": False, "description": "bad request"},
+        "validationErrors": ["A previous award of this badge already exists for this recipient."],
+        "fieldErrors": {},
+        "result": [],
+    }
+    duplicate = event_for(ISSUE, HttpResponse(400, {}, body))
+    assert isinstance(duplicate, RequestFailed) and duplicate.failure is Failure.DUPLICATE
+    other = event_for(ISSUE, HttpResponse(400, {}, {**body, "validationErrors": ["nope"]}))
+    assert isinstance(other, RequestFailed) and other.failure is Failure.REJECTED
+    upsert = event_for(UPSERT, HttpResponse(400, {}, body))
+    assert isinstance(upsert, RequestFailed) and upsert.failure is Failure.REJECTED
 
 
 def test_path_ids_are_escaped() -> None:
