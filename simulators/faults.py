@@ -32,9 +32,33 @@ class FaultKind(Enum):
     TOKEN_EXPIRY = "token_expiry"
     SLOW_RESPONSE = "slow_response"
     WORKER_CRASH = "worker_crash"
+    REPLICA_LAG = "replica_lag"
+    LATE_COMMIT = "late_commit"
+    HAND_EDIT = "hand_edit"
 
 
-_CANVAS_READ_ONLY = frozenset({FaultKind.STALE_READ, FaultKind.PAGE_DRIFT})
+REQUEST_CLASSES = ("canvas-read", "credentials-read", "write")
+"""How the fault layer tells requests apart: which kinds can happen to a request depends on
+its class (a Canvas replica serves only Canvas reads, only a write can commit late)."""
+
+_ONLY_ON: dict[FaultKind, frozenset[str]] = {
+    FaultKind.STALE_READ: frozenset({"canvas-read"}),
+    FaultKind.PAGE_DRIFT: frozenset({"canvas-read"}),
+    FaultKind.REPLICA_LAG: frozenset({"credentials-read"}),
+    FaultKind.LATE_COMMIT: frozenset({"write"}),
+    # A person at the Credentials UI acts while the sync talks to Credentials: before one
+    # of its requests is served, so between any two of a round's reads and writes.
+    FaultKind.HAND_EDIT: frozenset({"credentials-read", "write"}),
+}
+
+REPLICA_LAGS = (5.0, 30.0, 120.0, 1800.0)
+"""How far back a lagging Credentials read sees, in seconds, one drawn per read (the first
+is what shrinking reaches). All but the last are within :data:`REPLICA_LAG_BOUND`."""
+REPLICA_LAG_BOUND = 120.0
+COMMIT_DELAYS = (2.0, 30.0, 240.0, 3600.0)
+"""How long after the client gave up a late write is stored, one drawn per write. All but
+the last are within :data:`COMMIT_DELAY_BOUND`."""
+COMMIT_DELAY_BOUND = 240.0
 
 
 TARGETS = ("canvas-read", "credentials-read", "award", "member", "leaderboard")
@@ -132,6 +156,9 @@ class FaultRates:
     token_expiry: int = 0
     slow_response: int = 0
     worker_crash: int = 0
+    replica_lag: int = 0
+    late_commit: int = 0
+    hand_edit: int = 0
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -161,7 +188,7 @@ class FaultPlan:
     run can check that the system converges once the world behaves."""
 
     def __init__(self, rates: FaultRates, source: ChoiceSource, enabled: bool = True) -> None:
-        self._slices: dict[bool, _Slices | None] = {}
+        self._slices: dict[str, _Slices | None] = {}
         self.rates = rates
         self.source = source
         self.enabled = enabled
@@ -178,16 +205,16 @@ class FaultPlan:
         """New rates: the per-request slices (see :meth:`decide`) are worked out again."""
         self._rates = rates
         self._slices = {
-            canvas_read: _Slices.of(
+            request_class: _Slices.of(
                 [
                     (kind, rates.rate(kind))
                     for kind in FaultKind
                     if kind is not FaultKind.WORKER_CRASH
                     and rates.rate(kind) > 0
-                    and (canvas_read or kind not in _CANVAS_READ_ONLY)
+                    and request_class in _ONLY_ON.get(kind, REQUEST_CLASSES)
                 ]
             )
-            for canvas_read in (False, True)
+            for request_class in REQUEST_CLASSES
         }
 
     def heal(self) -> None:
@@ -207,7 +234,10 @@ class FaultPlan:
         """
         if not self.enabled or (self.only is not None and target not in self.only):
             return None
-        slices = self._slices[is_canvas_read and not is_write]
+        request_class = (
+            "write" if is_write else "canvas-read" if is_canvas_read else "credentials-read"
+        )
+        slices = self._slices[request_class]
         if slices is None:
             return None
         if slices.certain is not None:

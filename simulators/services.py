@@ -16,8 +16,16 @@ from typing import Literal
 
 from simulators.api import ApiRequest
 from simulators.canvas.api import CanvasApi
+from simulators.credentials import hand
 from simulators.credentials.api import CredentialsApi
-from simulators.faults import FaultKind, FaultPlan
+from simulators.faults import (
+    COMMIT_DELAY_BOUND,
+    COMMIT_DELAYS,
+    REPLICA_LAG_BOUND,
+    REPLICA_LAGS,
+    FaultKind,
+    FaultPlan,
+)
 from simulators.tokens import Service
 from simulators.world import World
 from sync_core.wire import HttpResponse
@@ -80,6 +88,15 @@ class Services:
     ) -> HttpResponse | Dropped:
         """Answer one API request (never a token grant: those are not faulted), with
         whatever fault the plan decides for it. ``label`` names it in the log."""
+        outcome = self._serve(service, request, label)
+        if service is Service.CREDENTIALS and request.method.upper() == "POST":
+            self._note_doubt(request, outcome)
+        return outcome
+
+    def _serve(
+        self, service: Service, request: ApiRequest, label: str | None
+    ) -> HttpResponse | Dropped:
+        self.world.credentials.commit_due()  # whatever was accepted earlier and is due now
         is_write = request.method.upper() != "GET"
         target = _target(service, request)
         fault = self.plan.decide(is_write, service is Service.CANVAS and not is_write, target)
@@ -87,11 +104,20 @@ class Services:
             token = request.bearer()
             if token is not None:
                 self.world.tokens.expire(token)
+        elif fault is FaultKind.HAND_EDIT:
+            self.world.hand_edits.append(hand.random_edit(self.world, self.plan.source))
         outcome: HttpResponse | Dropped
         if fault is FaultKind.TIMEOUT_BEFORE_COMMIT:
             outcome = Dropped("timeout")
         elif fault is FaultKind.CONNECTION_RESET:
             outcome = Dropped("reset")  # refused before the server saw it
+        elif fault is FaultKind.LATE_COMMIT:
+            # The client times out while the server is still at work; the write is
+            # checked now and stored later, maybe after the worker restarted and read again.
+            delay = self._drawn(COMMIT_DELAYS, COMMIT_DELAY_BOUND)
+            with self.world.credentials.late(delay):
+                self._handle(service, request, fault)
+            outcome = Dropped("timeout")
         else:
             if fault is FaultKind.SLOW_RESPONSE:
                 self.world.clock.advance(5 + self.plan.source.draw(56))
@@ -103,6 +129,26 @@ class Services:
         self._record(label or request.method, fault, status)
         return outcome
 
+    def _note_doubt(self, request: ApiRequest, outcome: HttpResponse | Dropped) -> None:
+        """Ground truth for the liveness phase: an award request the client got no
+        definite answer to (no response, or a 5xx), by badge class and recipient."""
+        if isinstance(outcome, HttpResponse) and outcome.status < 500:
+            return
+        body = request.json
+        recipient = body.get("recipient") if isinstance(body, dict) else None
+        identity = recipient.get("identity") if isinstance(recipient, dict) else None
+        segments = request.segments
+        if isinstance(identity, str) and len(segments) == 4 and segments[3] == "assertions":
+            self.world.award_doubts.append((self.world.clock.now, segments[2], identity.lower()))
+
+    def _drawn(self, values: tuple[float, ...], bound: float) -> float:
+        """One of ``values`` (the first when shrunk); a value past ``bound`` is noted in the
+        world, whose invariants then hold the sync to what it promises beyond its bounds."""
+        value = values[self.plan.source.draw(len(values))]
+        if value > bound:
+            self.world.beyond_tolerance = True
+        return value
+
     def _handle(
         self, service: Service, request: ApiRequest, fault: FaultKind | None
     ) -> HttpResponse:
@@ -111,7 +157,11 @@ class Services:
         if fault is FaultKind.THROTTLE:
             return self._throttled(service, None)
         if service is Service.CREDENTIALS:
-            return CredentialsApi(self.world.credentials, self.world.tokens).handle(request)
+            credentials = self.world.credentials
+            if fault is FaultKind.REPLICA_LAG:  # served from a cache of an earlier moment
+                lag = self._drawn(REPLICA_LAGS, REPLICA_LAG_BOUND)
+                credentials = credentials.as_of(self.world.clock.now - lag)
+            return CredentialsApi(credentials, self.world.tokens).handle(request)
         bucket = self.buckets.setdefault(request.bearer() or "", LeakyBucket())
         if not bucket.admit(self.world.clock.now):
             return self._throttled(service, bucket.seconds_to_room())

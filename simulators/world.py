@@ -48,7 +48,14 @@ class World:
         self.tokens = TokenStore(self.clock)
         self.links: dict[int, Link] = {}
         self.ever_earned: set[EarnedKey] = set()
-        self._noted_at: tuple[int, int] | None = None
+        # Set once a replica lag or a commit delay past the sync's stated bounds happened
+        # (see simulators.faults): the invariants then judge what it promises beyond them.
+        self.beyond_tolerance = False
+        # (when, badge class, recipient) of award requests that got no definite answer: the
+        # sync cannot know yet whether they were stored (see update_now_repairs).
+        self.award_doubts: list[tuple[float, str, str]] = []
+        self.hand_edits: list[str] = []  # what HAND_EDIT faults did, for the trace
+        self._noted_at: tuple[int, tuple[int, ...]] | None = None
         self._earned: dict[int, tuple[int, Link, frozenset[tuple[int, str]]]] = {}
         self._noted_courses: dict[int, tuple[int, Link]] = {}
 
@@ -83,6 +90,14 @@ class World:
         link = Link(issuer_id, group_id, tuple(rules))
         self.links[course_id] = link
         return CourseLinked(course_id, issuer_id, group_id, link.rules)
+
+    def relink(self, course_id: int, rules: Sequence[AwardRule]) -> CourseLinked:
+        """New rules for a linked course, in the same group (a links file edited): the
+        classes they name need not exist, as a typo in a links file shows."""
+        old = self.links[course_id]
+        link = Link(old.issuer_id, old.group_id, tuple(rules))
+        self.links[course_id] = link
+        return CourseLinked(course_id, link.issuer_id, link.group_id, link.rules)
 
     # ------------------------------------------------------------------ oracle
 
@@ -140,7 +155,8 @@ class World:
         engine acts and after every step, so every state the engine could have read is
         noted; it costs nothing when Canvas and the links have not changed since, and
         skips the courses that have not."""
-        mark = (self.canvas.writes, len(self.links))
+        self.credentials.commit_due()  # a late write lands when its time comes
+        mark = (self.canvas.writes, tuple(map(id, self.links.values())))
         if mark == self._noted_at:
             return
         self._noted_at = mark

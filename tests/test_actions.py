@@ -50,6 +50,17 @@ def test_every_action_is_performed_and_noted_in_the_trace() -> None:
         {"do": "update-now", "course": 101},
         {"do": "crash"},
         {"do": "delete-assignment", "assignment": 7002},
+        {"do": "hand-award", "course": 101, "user": 1003, "badge": "Essay 80%"},
+        {"do": "hand-revoke", "user": 1003, "badge": "Essay 80%"},
+        {"do": "hand-add-member", "course": 101, "user": 1012},
+        {"do": "hand-remove-member", "course": 101, "user": 1012},
+        {"do": "hand-edit-leaderboard", "course": 101},
+        {"do": "share-badge-class", "course": 103, "badge": "Essay 80%"},
+        {"do": "archive-badge-class", "badge": "Lab 15 points"},
+        {"do": "restore-badge-class", "badge": "Lab 15 points"},
+        {"do": "link-missing-badge-class", "course": 103},
+        {"do": "fix-links", "course": 103},
+        {"do": "delete-badge-class", "badge": "Unit quiz 60%"},
         {"do": "conclude", "course": 103},
     ]
     assert {a["do"] for a in script} == set(ACTIONS)
@@ -70,6 +81,16 @@ def test_every_action_is_performed_and_noted_in_the_trace() -> None:
         e.state == "completed" for e in canvas.enrollments_in(103) if e.type == "StudentEnrollment"
     )
     assert sim.crashes == 1
+    credentials = sim.world.credentials
+    by_hand = [a for a in credentials.assertions.values() if a.by_hand]
+    assert len(by_hand) == 1  # the teacher's award; hand-revoke took 1003's first live one
+    held = credentials.assertions_for(by_hand[0].badge_class)
+    assert next(a.revoked for a in held if a.identity == by_hand[0].identity)
+    assert 1012 not in credentials.groups[sim.world.links[101].group_id].members
+    names = {c.name for c in credentials.badge_classes.values()}
+    assert "Unit quiz 60%" not in names and "Lab 15 points" in names
+    essay = next(c.entity_id for c in credentials.badge_classes.values() if c.name == "Essay 80%")
+    assert [r.badge_class for r in sim.world.links[103].rules][-1] == essay
     notes = [e.detail for e in sim.trace if e.kind == "activity"]
     assert "faults on: {'lost_response': 1000} per mille on award" in notes
     assert any("SIS import" in n for n in notes)

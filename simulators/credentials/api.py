@@ -189,7 +189,7 @@ class CredentialsApi:
                 return GET, lambda r: self._badge_classes(r, issuer_id)
             case ("v2", "badgeclasses"):  # every class of every issuer the token sees
                 return GET, lambda r: self._badge_classes(r, None)
-            case ("v2", "badgeclasses", badge_id, *rest) if badge_id in creds.badge_classes:
+            case ("v2", "badgeclasses", badge_id, *rest) if creds.available(badge_id):
                 return self._badge_class_route(badge_id, tuple(rest))
             case ("v2", "assertions", "revoke"):
                 return frozenset({"POST"}), self._batch_revoke
@@ -286,15 +286,18 @@ class CredentialsApi:
         if not isinstance(allow_duplicates, bool):
             return {"allowDuplicateAwards": ["Must be a valid boolean."]}
         raw_identity, kind = recipient
-        identity = normalise_identity(raw_identity, kind)
-        if not allow_duplicates and self._live_award_exists(badge_id, identity):
+        if not allow_duplicates and self._live_award_exists(badge_id, raw_identity):
             return {NON_FIELD: [DUPLICATE_AWARD]}
-        return identity, kind, narrative
+        return normalise_identity(raw_identity, kind), kind, narrative
 
-    def _live_award_exists(self, badge_id: str, identity: str) -> bool:
+    def _live_award_exists(self, badge_id: str, raw_identity: str) -> bool:
+        """Badgr's check as it is (``upstream-fidelity.md`` A12): it runs before the
+        identity is lowercased, so on a case-sensitive database ``Ada@x.edu`` does not match
+        a stored ``ada@x.edu``; and it is check-then-insert, so a write accepted earlier but
+        not stored yet (:meth:`Credentials.late`) does not count."""
         now = self.credentials.clock.now
         return any(
-            a.identity == identity and not a.revoked and not a.expired(now)
+            a.identity == raw_identity and not a.revoked and not a.expired(now)
             for a in self.credentials.assertions_for(badge_id)
         )
 
@@ -384,8 +387,11 @@ class CredentialsApi:
             (
                 (seq, badge)
                 for seq, badge in enumerate(self.credentials.badge_classes.values())
-                if badge.issuer_id == issuer_id
-                or (issuer_id is None and self._sees(request, badge.issuer_id))
+                if not badge.archived
+                and (
+                    badge.issuer_id == issuer_id
+                    or (issuer_id is None and self._sees(request, badge.issuer_id))
+                )
             ),
             key=lambda row: (row[1].created_at, row[0]),
             reverse=True,

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from simulators.credentials import hand
 from simulators.faults import TARGETS, FaultKind
 from simulators.harness.simulation import Simulation
 from simulators.world import World
 from simulators.worlds import rules_for
+from sync_core.rules import CourseGrade
 
 Action = Mapping[str, object]
 
@@ -47,6 +49,19 @@ ACTIONS: Mapping[str, str] = {
     "faults-off": "turn all faults off",
     "crash": "the sync worker crashes and restarts from its saved state",
     "update-now": "a teacher presses 'update now' on the group progress page: course",
+    "hand-award": "a teacher awards a badge by hand in Credentials: course, user, badge",
+    "hand-revoke": "a teacher revokes an award by hand: assertion, or user and badge",
+    "hand-remove-member": "a teacher removes a member from the course's group: course, user",
+    "hand-add-member": "a teacher adds anyone to the course's group: course, user",
+    "hand-edit-leaderboard": "someone edits the course's leaderboard by hand: course",
+    "share-badge-class": "the course's links gain a rule awarding another course's badge class "
+    "for a course grade: course, badge, [percent]",
+    "archive-badge-class": "a badge class is archived (404 on everything under it): badge",
+    "restore-badge-class": "an archived badge class comes back: badge",
+    "delete-badge-class": "a badge class is deleted, its live awards revoked first: badge",
+    "link-missing-badge-class": "the course's links name a badge class that does not exist: "
+    "course, [badge]",
+    "fix-links": "the course's links drop every rule naming a class that does not exist: course",
 }
 _UNITS = {"seconds": 1, "minutes": 60, "hours": 3600, "days": 86400}
 FAULT_KEYS = frozenset(k.value for k in FaultKind)
@@ -74,6 +89,9 @@ def perform(sim: Simulation, action: Action) -> None:
         return
     if do in ("faults", "faults-on", "faults-off"):
         _faults(sim, action)
+        return
+    if do.startswith("hand-") or do.endswith("badge-class") or do == "fix-links":
+        _credentials(sim, action, course)
         return
     if do == "link":
         course_id = _need(course, do, "course")
@@ -175,6 +193,101 @@ def perform(sim: Simulation, action: Action) -> None:
     email = str(action.get("email", "")) or None
     canvas.change_email(user, email)
     sim.note(None, f"user {user}'s email is now {email or 'hidden'}")
+
+
+def _credentials(sim: Simulation, action: Action, course: int | None) -> None:
+    """What people do in Credentials: hand edits, and badge classes coming and going."""
+    do, world = str(action["do"]), sim.world
+    credentials = world.credentials
+    try:
+        if do == "hand-award":
+            course_id, user, badge = (
+                _need(course, do, "course"),
+                _user(sim, action),
+                _badge(sim, action),
+            )
+            hand.award(world, course_id, user, badge)
+            sim.note(course_id, f"badge class {badge} awarded by hand to user {user}")
+        elif do == "hand-revoke":
+            if "assertion" in action:
+                assertion = str(action["assertion"])
+            else:
+                assertion = _live_assertion(sim, _user(sim, action), _badge(sim, action))
+            hand.revoke(world, assertion)
+            sim.note(course, f"assertion {assertion} revoked by hand")
+        elif do in ("hand-remove-member", "hand-add-member"):
+            course_id, user = _need(course, do, "course"), _user(sim, action)
+            if do == "hand-remove-member":
+                hand.remove_member(world, course_id, user)
+                sim.note(course_id, f"user {user} removed from the group by hand")
+            else:
+                hand.add_member(world, course_id, user)
+                sim.note(course_id, f"user {user} added to the group by hand")
+        elif do == "hand-edit-leaderboard":
+            course_id = _need(course, do, "course")
+            hand.edit_leaderboard(world, course_id)
+            sim.note(course_id, "leaderboard edited by hand")
+        elif do == "share-badge-class":
+            course_id, badge = _linked(sim, course, do), _badge(sim, action)
+            rule = CourseGrade(badge, _number(action, "percent", 50.0))
+            rules = (*world.links[course_id].rules, rule)
+            sim.link(world.relink(course_id, rules))
+        elif do in ("archive-badge-class", "restore-badge-class"):
+            badge = _badge(sim, action)
+            credentials.archive_badge_class(badge, do == "archive-badge-class")
+            sim.note(None, f"badge class {badge} {do.split('-')[0]}d")
+        elif do == "delete-badge-class":
+            badge = _badge(sim, action)
+            for a in list(credentials.assertions_for(badge)):
+                if not a.revoked:
+                    hand.revoke(world, a.entity_id)
+            credentials.delete_badge_class(badge)
+            sim.note(None, f"badge class {badge} deleted (its awards revoked first)")
+        elif do == "link-missing-badge-class":
+            course_id = _linked(sim, course, do)
+            missing = str(action.get("badge", "missing-badge-class"))
+            if missing in credentials.badge_classes:
+                raise ActionError(f"{do}: badge class {missing!r} exists")
+            rules = (*world.links[course_id].rules, CourseGrade(missing, 0.0))
+            sim.link(world.relink(course_id, rules))
+        else:  # fix-links
+            course_id = _linked(sim, course, do)
+            kept = [
+                r
+                for r in world.links[course_id].rules
+                if r.badge_class in credentials.badge_classes
+            ]
+            sim.link(world.relink(course_id, kept))
+    except hand.HandEditError as exc:
+        raise ActionError(f"{do}: {exc}") from None
+
+
+def _badge(sim: Simulation, action: Action) -> str:
+    """A badge class named by id, or by its name (ids are generated, names are what the
+    Credentials UI shows)."""
+    badge = action.get("badge")
+    classes = sim.world.credentials.badge_classes
+    if isinstance(badge, str) and badge in classes:
+        return badge
+    named = [c.entity_id for c in classes.values() if c.name == badge]
+    if len(named) != 1:
+        raise ActionError(f"{action.get('do')}: no single badge class {badge!r} (id or name)")
+    return named[0]
+
+
+def _live_assertion(sim: Simulation, user: int, badge: str) -> str:
+    emails = sim.world.emails_ever(user)
+    for a in sim.world.credentials.assertions_for(badge):
+        if a.identity in emails and not a.revoked:
+            return a.entity_id
+    raise ActionError(f"hand-revoke: user {user} holds no live award of {badge!r}")
+
+
+def _linked(sim: Simulation, course: int | None, do: str) -> int:
+    course_id = _need(course, do, "course")
+    if course_id not in sim.world.links:
+        raise ActionError(f"{do}: course {course_id} is not linked")
+    return course_id
 
 
 def next_new_student(world: World) -> int:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 
 @dataclass(frozen=True)
@@ -20,6 +20,15 @@ class AssertionView:
     badge_class: str
     email: str  # lowercased, as Credentials stores it
     revoked: bool
+    by_hand: bool = False  # made by a person in the Credentials UI, not through the API
+    requested_at: float = 0.0  # when the request that made it arrived
+    created_at: float = 0.0  # when it was stored (later than requested for a late commit)
+    revoked_at: float | None = None
+    seq: int = 0  # the order it was stored in
+
+    def live_at(self, moment: float) -> bool:
+        """Stored and not (yet) revoked at ``moment``."""
+        return self.created_at <= moment and (self.revoked_at is None or self.revoked_at > moment)
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,15 @@ class WorldView:
     courses: tuple[CourseView, ...]
     assertions: tuple[AssertionView, ...]
     owners: Mapping[str, int]  # every email any user ever had -> that user
+    # Badge classes that cannot be read or awarded now (archived, deleted, never created).
+    unavailable: frozenset[str] = frozenset()
+    # The longest Credentials replica lag the sync is promised to tolerate, and whether the
+    # world went past a stated bound (a longer lag or commit delay) during the run.
+    lag_bound: float = 0.0
+    beyond_tolerance: bool = False
+    # (badge class, email) of award requests that got no definite answer within the sync's
+    # settle window before now: whether they were stored, the sync cannot know yet.
+    awards_in_doubt: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -67,44 +85,112 @@ def _awards_by_user(view: WorldView, course: CourseView) -> Counter[tuple[int, s
     return counts
 
 
+def _by_pair(view: WorldView) -> dict[tuple[int, str], list[AssertionView]]:
+    """Every assertion of a linked badge class, per (owner, badge class), in stored order."""
+    linked = {badge for course in view.courses for badge in course.badge_classes}
+    pairs: dict[tuple[int, str], list[tuple[float, int, int, AssertionView]]] = {}
+    for i, a in enumerate(view.assertions):
+        uid = view.owners.get(a.email)
+        if uid is not None and a.badge_class in linked:
+            pairs.setdefault((uid, a.badge_class), []).append((a.created_at, a.seq, i, a))
+    return {pair: [a for *_, a in sorted(rows)] for pair, rows in pairs.items()}
+
+
+def _reporter(view: WorldView, badge_class: str) -> int:
+    """The course a class's violation is reported under: the first linked course using it."""
+    return min(c.course_id for c in view.courses if badge_class in c.badge_classes)
+
+
 def no_duplicate_awards(view: WorldView) -> list[Violation]:
-    """A student holds each badge class at most once, across all their emails.
+    """The sync never stores an award of a badge class to a student who already holds one,
+    across all their emails and every course awarding the class.
+
+    Judged per award the sync made (not by hand), against each award of the same student and
+    class stored before it:
+
+    - an earlier award by the sync: always a duplicate (the sync knew it had tried), unless
+      the world lagged or committed past the sync's stated bounds (``beyond_tolerance``),
+      where :func:`no_live_duplicates` judges instead;
+    - an earlier award by hand: a duplicate when it was live as the sync's request arrived
+      to the same address (Credentials itself refuses that award, if asked to, however far
+      its replicas lag), or, within the bounds, when it was live under another address the
+      student had, or stored at least ``lag_bound`` before (any read the sync made just
+      before would have shown it, revoked or not: a hand revocation must not be undone).
+      Past the bounds no read can be trusted to show a revoked award, and the README says
+      so.
 
     Guards symptom 3 (badges missing or wrong): the original sync retried awards blindly,
     and Credentials accepts duplicate awards by default, so a lost response became two
     badges."""
     out = []
-    for course in view.courses:
-        for (uid, badge), n in sorted(_awards_by_user(view, course).items()):
-            if n > 1:
-                out.append(
-                    Violation(
-                        "no-duplicate-awards",
-                        course.course_id,
-                        uid,
-                        f"badge class {badge} awarded {n} times",
+    for (uid, badge), rows in sorted(_by_pair(view).items()):
+        for n, made in enumerate(rows):
+            if made.by_hand:
+                continue
+            for earlier in rows[:n]:
+                if earlier.by_hand and earlier.live_at(made.requested_at):
+                    seen = earlier.email == made.email or not view.beyond_tolerance
+                elif earlier.by_hand:
+                    old = earlier.created_at <= made.requested_at - view.lag_bound
+                    seen = old and not view.beyond_tolerance
+                else:
+                    seen = not view.beyond_tolerance
+                if seen:
+                    who = "by hand" if earlier.by_hand else "by the sync"
+                    out.append(
+                        Violation(
+                            "no-duplicate-awards",
+                            _reporter(view, badge),
+                            uid,
+                            f"badge class {badge} awarded {n + 1} times: again at "
+                            f"t={made.created_at:.0f}, held since t={earlier.created_at:.0f} "
+                            f"(awarded {who})",
+                        )
                     )
+                    break
+    return out
+
+
+def no_live_duplicates(view: WorldView) -> list[Violation]:
+    """Once the world is healthy again, no student holds two live awards of a class where
+    the sync made one: a duplicate the world forced on the sync (a replica lag or a commit
+    delay past its stated bounds) is detected, reported and revoked, never silently kept.
+
+    Guards symptom 3 beyond the bounds :func:`no_duplicate_awards` holds the sync to."""
+    out = []
+    for (uid, badge), rows in sorted(_by_pair(view).items()):
+        live = [a for a in rows if a.revoked_at is None and not a.revoked]
+        if len(live) > 1 and not all(a.by_hand for a in live):
+            out.append(
+                Violation(
+                    "no-live-duplicates",
+                    _reporter(view, badge),
+                    uid,
+                    f"badge class {badge} held {len(live)} times, unrevoked",
                 )
+            )
     return out
 
 
 def no_unearned_awards(view: WorldView) -> list[Violation]:
-    """Every award of a linked badge class goes to a student who met its rule at some point.
+    """Every award the sync made of a linked badge class goes to a student who met a rule
+    naming that class, in some linked course, at some point. (A teacher may award by hand
+    whatever they like.)
 
     Guards symptom 3 from the other side: an award to the wrong person (a mixed-up email,
     a student of another course) is as wrong as a missing one."""
+    earned = {pair for course in view.courses for pair in course.ever_earned}
     out = []
-    for course in view.courses:
-        for uid, badge in sorted(_awards_by_user(view, course)):
-            if (uid, badge) not in course.ever_earned:
-                out.append(
-                    Violation(
-                        "no-unearned-awards",
-                        course.course_id,
-                        uid,
-                        f"badge class {badge} awarded but never earned",
-                    )
+    for (uid, badge), rows in sorted(_by_pair(view).items()):
+        if (uid, badge) not in earned and not all(a.by_hand for a in rows):
+            out.append(
+                Violation(
+                    "no-unearned-awards",
+                    _reporter(view, badge),
+                    uid,
+                    f"badge class {badge} awarded but never earned",
                 )
+            )
     return out
 
 
@@ -158,6 +244,8 @@ def earned_implies_awarded(view: WorldView) -> list[Violation]:
     for course in view.courses:
         held = _awards_by_user(view, course)
         for uid, badge in sorted(course.earned_now):
+            if badge in view.unavailable:
+                continue  # nothing can award it; the rest of the course must still sync
             if course.earning_students.get(uid) is not None and not held[(uid, badge)]:
                 out.append(
                     Violation(
@@ -171,11 +259,17 @@ def earned_implies_awarded(view: WorldView) -> list[Violation]:
 
 
 def expected_leaderboard(view: WorldView, course: CourseView) -> tuple[tuple[int, int], ...]:
-    """Members ranked by the distinct badge classes they hold unrevoked, ties by user id."""
+    """Members ranked by the distinct badge classes they hold unrevoked, ties by user id.
+    A class that cannot be read (archived, deleted) counts for nobody."""
     held: dict[int, set[str]] = {uid: set() for uid in course.members}
     for a in view.assertions:
         uid = view.owners.get(a.email)
-        if not a.revoked and uid in held and a.badge_class in course.badge_classes:
+        if (
+            not a.revoked
+            and uid in held
+            and a.badge_class in course.badge_classes
+            and a.badge_class not in view.unavailable
+        ):
             held[uid].add(a.badge_class)
     return tuple(sorted(((uid, len(b)) for uid, b in held.items()), key=lambda e: (-e[1], e[0])))
 
@@ -228,6 +322,7 @@ QUIESCENCE: Mapping[str, Invariant] = {
     "members-match-enrollments": members_match_enrollments,
     "earned-implies-awarded": earned_implies_awarded,
     "leaderboard-matches-awards": leaderboard_matches_awards,
+    "no-live-duplicates": no_live_duplicates,
 }
 SAFETY: Mapping[str, Invariant] = {
     "no-duplicate-awards": no_duplicate_awards,
@@ -236,15 +331,21 @@ SAFETY: Mapping[str, Invariant] = {
 
 
 def update_now_repairs(view: WorldView, course_id: int) -> list[Violation]:
-    """After one "update now" with healthy servers, the course has converged.
+    """After one "update now" with healthy servers, the course has converged, but for the
+    awards still in doubt: an award request that got no answer within the sync's settle
+    window before may yet be stored, so no read can tell it is missing; those converge once
+    the window has passed (the quiescence invariants judge them).
 
     Guards the vendor's only workaround: pressing "update now" on the group progress page
     must repair whatever state the course was left in."""
-    only = WorldView(
-        view.now,
-        tuple(c for c in view.courses if c.course_id == course_id),
-        view.assertions,
-        view.owners,
+    doubts = {(view.owners.get(email), badge) for badge, email in view.awards_in_doubt}
+    only = replace(
+        view,
+        courses=tuple(
+            replace(c, earned_now=c.earned_now - doubts)
+            for c in view.courses
+            if c.course_id == course_id
+        ),
     )
     return [
         Violation("update-now-repairs", v.course_id, v.user_id, f"{v.invariant}: {v.detail}")

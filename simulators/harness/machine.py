@@ -313,6 +313,97 @@ class SyncMachine(RuleBasedStateMachine):
         """Outages come and go; when off, the run behaves like healthy servers."""
         self._do({"do": "faults-on" if enabled else "faults-off"})
 
+    # -- people in Credentials, and badge classes that come and go -----------------------
+
+    def _linked_student(self, data: st.DataObject) -> tuple[int, int] | None:
+        courses = [c for c in sorted(self.world.links) if self._students(c)]
+        if not courses:
+            return None
+        course_id = self._pick(data, courses)
+        return course_id, self._pick(data, self._students(course_id))
+
+    def _badge_of(self, data: st.DataObject, course_id: int) -> str:
+        badges = sorted({r.badge_class for r in self.world.links[course_id].rules})
+        return data.draw(st.sampled_from(badges))
+
+    @rule(data=st.data())
+    def hand_award(self, data: st.DataObject) -> None:
+        """A teacher awards a badge by hand: earned or not, held already or not."""
+        picked = self._linked_student(data)
+        if picked is None:
+            return
+        course_id, user = picked
+        badge = self._badge_of(data, course_id)
+        if self.world.canvas.users[user].email and self.world.credentials.available(badge):
+            self._do({"do": "hand-award", "course": course_id, "user": user, "badge": badge})
+
+    @rule(data=st.data())
+    def hand_revoke(self, data: st.DataObject) -> None:
+        live = sorted(
+            a.entity_id for a in self.world.credentials.assertions.values() if not a.revoked
+        )
+        if live:
+            self._do({"do": "hand-revoke", "assertion": data.draw(st.sampled_from(live))})
+
+    @rule(data=st.data(), add=st.booleans())
+    def hand_edit_members(self, data: st.DataObject, add: bool) -> None:
+        """A member removed by hand, or anyone added by hand."""
+        if not self.world.links:
+            return
+        course_id = self._pick(data, list(self.world.links))
+        if add:
+            user = self._pick(data, list(self.world.canvas.users))
+            self._do({"do": "hand-add-member", "course": course_id, "user": user})
+            return
+        members = self.world.credentials.groups[self.world.links[course_id].group_id].members
+        if members:
+            user = self._pick(data, list(members))
+            self._do({"do": "hand-remove-member", "course": course_id, "user": user})
+
+    @rule(data=st.data())
+    def hand_edit_leaderboard(self, data: st.DataObject) -> None:
+        if self.world.links:
+            course_id = self._pick(data, list(self.world.links))
+            self._do({"do": "hand-edit-leaderboard", "course": course_id})
+
+    @rule(data=st.data())
+    def share_badge_class(self, data: st.DataObject) -> None:
+        """Two courses' rules come to name one badge class: a student of both can earn it
+        twice, and the two courses' rounds race to award it."""
+        if len(self.world.links) < 2:
+            return
+        course_id = self._pick(data, list(self.world.links))
+        other = self._pick(data, [c for c in self.world.links if c != course_id])
+        badge = self._badge_of(data, other)
+        if badge in self.world.credentials.badge_classes:
+            self._do({"do": "share-badge-class", "course": course_id, "badge": badge})
+
+    @rule(data=st.data(), what=st.sampled_from(["archive", "restore", "delete"]))
+    def badge_class_comes_and_goes(self, data: st.DataObject, what: str) -> None:
+        classes = self.world.credentials.badge_classes
+        linked = sorted({r.badge_class for link in self.world.links.values() for r in link.rules})
+        pick = [
+            b
+            for b in linked
+            if b in classes
+            and (
+                classes[b].archived
+                if what == "restore"
+                else what == "delete" or not classes[b].archived
+            )
+        ]
+        if pick:
+            self._do({"do": f"{what}-badge-class", "badge": data.draw(st.sampled_from(pick))})
+
+    @rule(data=st.data(), fix=st.booleans())
+    def links_name_a_missing_class(self, data: st.DataObject, fix: bool) -> None:
+        """A links file names a class that does not exist, and is fixed later."""
+        if self.world.links:
+            course_id = self._pick(data, list(self.world.links))
+            self._do(
+                {"do": "fix-links" if fix else "link-missing-badge-class", "course": course_id}
+            )
+
     # -- judging -------------------------------------------------------------------------
 
     def relevant(self, violation: Violation) -> bool:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Protocol
 
-from simulators.faults import FaultPlan
+from simulators.faults import REPLICA_LAG_BOUND, FaultPlan
 from simulators.harness.invariants import (
     QUIESCENCE,
     AssertionView,
@@ -32,7 +32,16 @@ from simulators.harness.invariants import (
 from simulators.services import LogEntry
 from simulators.transport import MemoryTransport
 from simulators.world import World
-from sync_core import Command, CourseLinked, Event, Policy, SyncEngine, Tick, UpdateNowRequested
+from sync_core import (
+    Command,
+    CourseLinked,
+    Event,
+    IssueAssertion,
+    Policy,
+    SyncEngine,
+    Tick,
+    UpdateNowRequested,
+)
 from sync_core.engine import CourseStatus
 
 
@@ -138,17 +147,28 @@ class Simulation:
         while queue:
             if may_crash and self.plan.decide_crash():
                 may_crash = False
+                self._in_flight(queue)
                 self._restart()
                 queue = deque(self.engine.handle(Tick(self.now)))
                 continue
             command = queue.popleft()
-            served = len(self.transport.log)
+            served, edited = len(self.transport.log), len(self.world.hand_edits)
             answer = self.transport.execute(command)
             for _at, label, fault, _status in self.transport.log[served:]:
                 if fault is not None:
                     self._log("fault", command.course_id, f"{fault.value} on {label}")
+            for edit in self.world.hand_edits[edited:]:
+                self._log("activity", command.course_id, f"in Credentials, by hand: {edit}")
             self._log("command", command.course_id, _describe(command, answer))
             queue.extend(self.engine.handle(answer))
+
+    def _in_flight(self, lost: deque[Command]) -> None:
+        """Awards the dying worker had decided to send: as far as anyone can tell, they may
+        have been on the wire (the engine's saved state says so), so they are in doubt."""
+        for command in lost:
+            if isinstance(command, IssueAssertion):
+                doubt = (self.now, command.badge_class, command.email.lower())
+                self.world.award_doubts.append(doubt)
 
     def note(self, course_id: int | None, detail: str) -> None:
         """Record something that happened in the world (Canvas activity, a fault setting)."""
@@ -163,7 +183,7 @@ class Simulation:
         """Judge the world now (noting the ground truth first, as every feed does)."""
         self.world.note_truth()
         synced = {s.course_id: s.last_success_at for s in self.engine.status()}
-        return observe(self.world, synced)
+        return observe(self.world, synced, self.policy.award_settle_window)
 
     def settle(self, judge: Collection[str] | None = None) -> list[Violation]:
         """Stop all faults, then hold the engine to its liveness promises.
@@ -178,6 +198,7 @@ class Simulation:
         "update now" is pressed either way: it is part of what the engine goes through.
         """
         self.plan.heal()
+        self.world.credentials.commit_all()  # writes still on their way land as it heals
         healed_at = self.now
         self._log("heal", None, "faults off: liveness phase")
         violations: list[Violation] = []
@@ -221,7 +242,9 @@ def _describe(command: Command, answer: Event) -> str:
     return f"{what} -> {outcome}"
 
 
-def observe(world: World, last_synced: dict[int, float | None]) -> WorldView:
+def observe(
+    world: World, last_synced: dict[int, float | None], settle_window: float = 0.0
+) -> WorldView:
     """What an auditor with read access to both services sees, plus the sync times."""
     courses = []
     for course_id, link in sorted(world.links.items()):
@@ -240,10 +263,39 @@ def observe(world: World, last_synced: dict[int, float | None]) -> WorldView:
                 last_synced=last_synced.get(course_id),
             )
         )
+    credentials = world.credentials
     assertions = tuple(
-        AssertionView(a.badge_class, a.identity.lower(), a.revoked)
-        for a in world.credentials.assertions.values()
+        AssertionView(
+            a.badge_class,
+            a.identity.lower(),
+            a.revoked,
+            a.by_hand,
+            a.requested_at,
+            a.created_at,
+            a.revoked_at,
+            a.seq,
+        )
+        for a in credentials.assertions.values()
         if a.recipient_type == "email"
     )
     owners = {email: uid for uid in sorted(world.canvas.users) for email in world.emails_ever(uid)}
-    return WorldView(world.clock.now, tuple(courses), assertions, owners)
+    unavailable = frozenset(
+        rule.badge_class
+        for link in world.links.values()
+        for rule in link.rules
+        if not credentials.available(rule.badge_class)
+    )
+    return WorldView(
+        world.clock.now,
+        tuple(courses),
+        assertions,
+        owners,
+        unavailable,
+        REPLICA_LAG_BOUND,
+        world.beyond_tolerance,
+        frozenset(
+            (badge, email)
+            for at, badge, email in world.award_doubts
+            if at > world.clock.now - settle_window
+        ),
+    )

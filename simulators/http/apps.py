@@ -39,10 +39,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from simulators.http import openapi as oa
 from simulators.api import ApiRequest, json_response
 from simulators.canvas.api import CanvasApi
 from simulators.credentials.api import CredentialsApi, error
+from simulators.http import openapi as oa
 from simulators.services import Dropped, Services
 from simulators.tokens import Service
 from sync_core.wire import HttpResponse
