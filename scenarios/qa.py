@@ -29,6 +29,7 @@ from scenarios.fuzzing import Plan, Target, fuzz, open_database
 from scenarios.report import render_html
 from scenarios.scenario import (
     ENGINES,
+    RUNNABLE,
     SYMPTOMS,
     TRANSPORTS,
     Run,
@@ -60,14 +61,22 @@ def add_commands(commands: Any) -> None:
     play = verbs.add_parser("run", help="run scenarios; exit 1 when an invariant breaks")
     play.add_argument("names", nargs="*", metavar="NAME|FILE", help="built-in name or TOML file")
     play.add_argument("--all", action="store_true", help="every built-in scenario")
-    play.add_argument("--engine", choices=sorted(ENGINES), default="core")
+    play.add_argument(
+        "--engine",
+        choices=list(RUNNABLE),
+        default="core",
+        metavar="ENGINE",
+        help=f"{', '.join(RUNNABLE)} (default core; the others keep one flaw each)",
+    )
     play.add_argument("--seed", type=int, help="override the scenario's seed")
     play.add_argument("--transport", choices=list(TRANSPORTS), default="memory")
     play.add_argument("--report", type=Path, metavar="FILE.html", help="write an HTML report")
     play.add_argument("--trace", type=Path, metavar="FILE.jsonl", help="record for replay")
     play.add_argument("--json", action="store_true", help="machine-readable output")
     matrix = verbs.add_parser(
-        "check", help="every scenario against both engines, as a matrix; exit 0 when as expected"
+        "check",
+        help="every scenario against the core and the engine that must break it (legacy or "
+        "a variant), as a matrix; exit 0 when as expected",
     )
     matrix.add_argument("--transport", choices=list(TRANSPORTS), default="memory")
     matrix.add_argument("--json", action="store_true", help="machine-readable output")
@@ -145,6 +154,7 @@ def list_command(args: argparse.Namespace) -> int:
                 "symptom": s.symptom,
                 "description": s.description,
                 "expect": list(s.expect),
+                "breaks": s.breaks,
             }
             for s in scenarios
         ]
@@ -155,7 +165,8 @@ def list_command(args: argparse.Namespace) -> int:
         table.add_column(column)
     for s in scenarios:
         symptom = "-" if s.symptom is None else f"{s.symptom}: {SYMPTOMS[s.symptom]}"
-        table.add_row(s.name, symptom, s.description)
+        broken_by = "" if s.breaks == "legacy" else f" (broken by the {s.breaks} variant)"
+        table.add_row(s.name, symptom, s.description + broken_by)
     Console().print(table)
     return 0
 
@@ -249,21 +260,24 @@ def _progress(console: Console, label: str, total: int) -> Iterator[Callable[[in
 
 
 def check_command(args: argparse.Namespace) -> int:
+    """Each scenario against the engine that must break it (the legacy engine, or the variant
+    its ``breaks`` names) and against the core: as expected when the first breaks at least
+    what ``expect`` lists and the core holds everything."""
     scenarios = ordered(list(builtin()))
     rows = []
     console = Console(stderr=True)
     for scenario in scenarios:
         runs = {}
-        for engine in ("legacy", "core"):
+        for engine in (scenario.breaks, "core"):
             with _progress(console, f"{scenario.name} ({engine})", len(scenario.timeline)) as step:
                 runs[engine] = run(scenario, engine, None, args.transport, on_step=step)
-        legacy, core = runs["legacy"], runs["core"]
+        breaker, core = runs[scenario.breaks], runs["core"]
         ok = (
-            set(scenario.expect) <= legacy.broken
-            and legacy.error is None
+            set(scenario.expect) <= breaker.broken
+            and breaker.error is None
             and core.verdict == "PASS"
         )
-        rows.append((scenario, legacy, core, ok))
+        rows.append((scenario, breaker, core, ok))
     if args.json:
         print(
             json.dumps(
@@ -272,12 +286,14 @@ def check_command(args: argparse.Namespace) -> int:
                         "scenario": s.name,
                         "symptom": s.symptom,
                         "expect": list(s.expect),
-                        "legacy": sorted(legacy.broken),
+                        "engine": s.breaks,
+                        "broken": sorted(breaker.broken),
+                        "engine_error": breaker.error,
                         "core": sorted(core.broken),
                         "core_error": core.error,
                         "as_expected": ok,
                     }
-                    for s, legacy, core, ok in rows
+                    for s, breaker, core, ok in rows
                 ],
                 indent=2,
             )
@@ -290,20 +306,28 @@ def check_command(args: argparse.Namespace) -> int:
 def _print_matrix(rows: list[tuple[Scenario, Run, Run, bool]]) -> None:
     table = Table(
         title="credsync scenario check: invariants broken by each engine",
-        caption="legacy must break what each scenario expects; the core must hold everything",
+        caption="the legacy engine, or the variant named, must break what each scenario "
+        "expects; the core must hold everything",
     )
-    for column in ("scenario", "symptom", "legacy engine should break", "legacy breaks", "core"):
-        table.add_column(column)
+    # Names are never cut short (a test looks for them); the invariant lists wrap instead.
+    table.add_column("scenario", no_wrap=True)
+    table.add_column("symptom")
+    table.add_column("engine", no_wrap=True)
+    table.add_column("should break", min_width=len("leaderboard-matches-awards"))
+    table.add_column("it breaks", min_width=len("✗ leaderboard-matches-awards"))
+    table.add_column("core")
     table.add_column("", no_wrap=True)
-    for scenario, legacy, core, ok in rows:
+    for scenario, breaker, core, ok in rows:
         shown = []
         expected_first = {name: i for i, name in enumerate(scenario.expect)}
-        for name in sorted(legacy.broken, key=lambda n: (expected_first.get(n, 99), n)):
+        for name in sorted(breaker.broken, key=lambda n: (expected_first.get(n, 99), n)):
             shown.append(
                 f"[bold red]✗ {name}[/]" if name in scenario.expect else f"[red]✗ {name}[/]"
             )
-        for name in [n for n in scenario.expect if n not in legacy.broken]:
+        for name in [n for n in scenario.expect if n not in breaker.broken]:
             shown.append(f"[yellow]✓ {name} (should break)[/]")
+        if breaker.error is not None:
+            shown.append(f"[red]{breaker.error}[/]")
         core_cell = (
             "[green]✓ all hold[/]"
             if core.verdict == "PASS"
@@ -313,19 +337,22 @@ def _print_matrix(rows: list[tuple[Scenario, Run, Run, bool]]) -> None:
         table.add_row(
             scenario.name,
             "-" if scenario.symptom is None else str(scenario.symptom),
+            scenario.breaks,
             "\n".join(scenario.expect) or "-",
             "\n".join(shown) or "[green]✓ all hold[/]",
             core_cell,
             "[green]as expected[/]" if ok else "[bold red]NOT as expected[/]",
         )
-    console = Console() if sys.stdout.isatty() else Console(width=132)
+    console = Console() if sys.stdout.isatty() else Console(width=170)
     console.print(table)
     failed = [s.name for s, *_, ok in rows if not ok]
     if failed:
         console.print(f"[bold red]NOT as expected:[/] {', '.join(failed)}")
     else:
+        variants = any(s.breaks != "legacy" for s, *_ in rows)
+        also = ", each engine variant breaks what its scenarios expect," if variants else ""
         console.print(
-            f"[green]as expected:[/] the legacy engine reproduces every known symptom "
+            f"[green]as expected:[/] the legacy engine reproduces every known symptom{also} "
             f"and the core holds every invariant in all {len(rows)} scenarios"
         )
 
@@ -367,7 +394,7 @@ def replay_command(args: argparse.Namespace) -> int:
         raise ScenarioError(f"{args.trace}: not a credsync trace (no {TRACE_FORMAT} header)")
     header, recorded, verdict = lines[0], lines[1:-1], lines[-1]
     scenario = Scenario.from_dict(header["scenario"], f"{args.trace}: scenario")
-    if header.get("engine") not in ENGINES or header.get("transport") not in TRANSPORTS:
+    if header.get("engine") not in RUNNABLE or header.get("transport") not in TRANSPORTS:
         raise ScenarioError(f"{args.trace}: unknown engine or transport in the header")
     result = run(scenario, header["engine"], header["seed"], header["transport"])
     record = result.record()

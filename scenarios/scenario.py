@@ -9,6 +9,7 @@ A scenario is a TOML file QA can copy and edit without writing Python::
     world = "small"                   # small | semester, or [[courses]] tables (see below)
     link = "all"                      # or a list of course ids linked at the start
     expect = ["members-match-enrollments"]   # what the legacy engine should break
+    breaks = "legacy"                 # or the engine variant that must break it (see below)
 
     [faults]                          # optional: rates in per mille from the start
     transient_5xx = 50
@@ -24,13 +25,17 @@ A scenario is a TOML file QA can copy and edit without writing Python::
     hours = 6
 
 ``[[courses]]`` tables describe a world like ``credsync serve --world FILE`` does
-(:mod:`simulators.worlds`). A ``[policy]`` table overrides the engine's timings. A scenario
-written by ``credsync fuzz`` also carries ``faults.draws``: the exact fault decisions of
-the run Hypothesis found, replayed in order.
+(:mod:`simulators.worlds`). A ``[policy]`` table overrides the engine's timings. ``breaks``
+names the engine that must break what ``expect`` lists: ``legacy`` (the default), or one of
+the engine variants of :data:`scenarios.variants.VARIANTS`, for a flaw the core once had that
+the legacy engine, built differently, does not show (a lagging read cannot fool an engine
+that never reads before it awards). A scenario written by ``credsync fuzz`` also carries
+``faults.draws``: the exact fault decisions of the run Hypothesis found, replayed in order.
 
 :func:`run` plays a scenario against an engine: safety invariants are judged after every
 action, then faults stop and the liveness phase of :meth:`Simulation.settle` runs. The core
-must hold everything; the legacy engine must break what ``expect`` names.
+must hold everything; the legacy engine (or the variant ``breaks`` names) must break what
+``expect`` names.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from scenarios.legacy import LegacyEngine
+from scenarios.variants import VARIANTS
 from simulators.faults import (
     FaultKind,
     FaultPlan,
@@ -71,6 +77,15 @@ ENGINES: Mapping[str, tuple[Callable[[Policy], Engine], Callable[[str, Policy], 
     "core": (SyncEngine, SyncEngine.from_json),
     "legacy": (LegacyEngine, LegacyEngine.from_json),
 }
+RUNNABLE: Mapping[str, tuple[Callable[[Policy], Engine], Callable[[str, Policy], Engine]]] = {
+    **ENGINES,
+    **{name: (variant, variant.from_json) for name, variant in VARIANTS.items()},
+}
+"""Every engine a scenario runs against: the two of :data:`ENGINES`, then each variant of
+:data:`scenarios.variants.VARIANTS` by its name (``credsync scenario run --engine``). The
+fuzzer keeps to :data:`ENGINES`."""
+BREAKERS = ("legacy", *VARIANTS)
+"""What a scenario's ``breaks`` may name: the engines that are meant to fail."""
 
 
 def _asgi(world: World, plan: FaultPlan) -> Transport:
@@ -101,6 +116,7 @@ _KEYS = {
     "courses",
     "link",
     "expect",
+    "breaks",
     "faults",
     "policy",
     "timeline",
@@ -120,6 +136,7 @@ class Scenario:
     world: str | tuple[Mapping[str, Any], ...]
     link: str | tuple[int, ...]
     expect: tuple[str, ...]  # in the file's order: the symptom's own invariant first
+    breaks: str  # the engine that must break what expect names: legacy or a variant
     faults: Mapping[str, Any]
     policy: Mapping[str, Any]
     timeline: tuple[Mapping[str, Any], ...]
@@ -165,6 +182,12 @@ class Scenario:
         expect = data.get("expect", [])
         if not isinstance(expect, list) or not set(expect) <= set(INVARIANTS):
             raise ScenarioError(f"{where}: 'expect' must list invariants from {list(INVARIANTS)}")
+        breaks = data.get("breaks", "legacy")
+        if breaks not in BREAKERS:
+            raise ScenarioError(
+                f"{where}: 'breaks' must name the legacy engine or a variant: "
+                f"{', '.join(BREAKERS)} (not {breaks!r})"
+            )
         faults = data.get("faults", {})
         rate_keys = {k.value for k in FaultKind}
         if not isinstance(faults, Mapping) or not set(faults) <= rate_keys | {"on", "draws"}:
@@ -190,6 +213,7 @@ class Scenario:
             world=world,
             link="all" if link == "all" else tuple(link),
             expect=tuple(dict.fromkeys(expect)),
+            breaks=breaks,
             faults=dict(faults),
             policy=dict(policy),
             timeline=tuple(dict(a) for a in timeline),
@@ -327,6 +351,7 @@ class Run:
             "verdict": self.verdict,
             "error": self.error,
             "expect": list(self.scenario.expect),
+            "breaks": self.scenario.breaks,
             "started_at": self.started_at,
             "ended_at": self.sim.now,
             "invariants": invariants,
@@ -374,6 +399,8 @@ def run(
     on_step: Callable[[int], None] | None = None,
 ) -> Run:
     """Play the scenario; ``on_step(i)`` is called after each timeline action (progress)."""
+    if engine not in RUNNABLE:
+        raise ScenarioError(f"no engine {engine!r}; choose from {', '.join(RUNNABLE)}")
     seed = scenario.seed if seed is None else seed
     world, rules = _world(scenario, seed)
     draws = scenario.faults.get("draws")
@@ -382,7 +409,7 @@ def run(
     plan = FaultPlan(rates, source)
     if "on" in scenario.faults:
         plan.only = frozenset(scenario.faults["on"])
-    new_engine, restore_engine = ENGINES[engine]
+    new_engine, restore_engine = RUNNABLE[engine]
     sim = Simulation(
         world,
         plan,

@@ -11,7 +11,17 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis.stateful import run_state_machine_as_test
 
 from scenarios.cli import main
-from scenarios.scenario import INVARIANTS, Scenario, ScenarioError, builtin, load, run
+from scenarios.scenario import (
+    BREAKERS,
+    INVARIANTS,
+    RUNNABLE,
+    Scenario,
+    ScenarioError,
+    builtin,
+    load,
+    run,
+)
+from scenarios.variants import VARIANTS
 from simulators.harness.machine import SyncMachine
 
 SMALL = """
@@ -38,6 +48,35 @@ hours = 1
 """
 
 
+ARCHIVED = """
+name = "archived"
+description = "course 103's project badge class is archived for good"
+link = [103]
+expect = ["course-freshness"]
+breaks = "aborts-on-missing-class"
+
+[[timeline]]
+do = "archive-badge-class"
+badge = "Project 75%"
+
+[[timeline]]
+do = "wait"
+hours = 2
+"""
+"""A flaw only an engine variant has: the legacy engine never reads the archived class, so it
+keeps syncing the course; the variant gives up every round that reads it."""
+
+NEW_FAMILIES = {
+    "lagging-credentials": "trusts-one-read",
+    "late-commit-after-restart": "trusts-one-read",
+    "hand-award-mid-round": "checks-early",
+    "shared-badge-class": "awards-shared-class-twice",
+    "deleted-badge-class": "aborts-on-missing-class",
+}
+"""The scenarios of issue 13, one per family of Credentials behaviour, and the engine
+variant each is there to catch."""
+
+
 def write(tmp_path: Path, text: str, name: str = "tiny.toml") -> Path:
     path = tmp_path / name
     path.write_text(text, encoding="utf-8")
@@ -55,12 +94,14 @@ def test_every_builtin_scenario_loads_and_names_known_invariants() -> None:
         "update-now",
         "crash-restart",
         "semester",
+        *NEW_FAMILIES,
     } <= names
     for name in names:
         scenario = load(name)
         assert scenario.name == name
         assert scenario.description
         assert scenario.expect and set(scenario.expect) <= set(INVARIANTS)
+        assert scenario.breaks == NEW_FAMILIES.get(name, "legacy")
     assert {load(n).symptom for n in names} >= {1, 2, 3, 4, 5}
 
 
@@ -90,6 +131,9 @@ def test_a_scenario_file_runs_against_either_engine(tmp_path: Path) -> None:
         ('name = "x"\n[[timeline]]\ndo = "dance"', "timeline\\[0\\]: unknown action 'dance'"),
         ('name = "x"\n[[courses]]\nstudents = -1', "'students' must be a whole number"),
         ('name = "x"\nlink = "some"', "'link' must be"),
+        ('name = "x"\nbreaks = "core"', "'breaks' must name the legacy engine or a variant"),
+        ('name = "x"\nbreaks = "trusts-two-reads"', "trusts-one-read, checks-early"),
+        ('name = "x"\nbreaks = ["legacy"]', "not \\['legacy'\\]"),
         ("name = ", "not valid TOML"),
     ],
 )
@@ -181,6 +225,7 @@ def test_scenario_list_shows_every_builtin(capsys: pytest.CaptureFixture[str]) -
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} == set(builtin())
     assert all(r["description"] for r in rows)
+    assert {r["name"]: r["breaks"] for r in rows if r["breaks"] != "legacy"} == NEW_FAMILIES
 
 
 def test_fuzz_finds_a_legacy_bug_and_writes_a_scenario_that_reproduces_it(
@@ -243,6 +288,9 @@ def test_scenario_check_prints_the_matrix_and_holds(capsys: pytest.CaptureFixtur
         assert name in out
     assert "as expected: the legacy engine reproduces every known symptom" in out
     assert "NOT as expected" not in out
+    for name, variant in NEW_FAMILIES.items():  # issue 13: each is held against its variant
+        row = next(line for line in out.splitlines() if name in line)
+        assert variant in row and "as expected" in row, row
 
 
 def test_scenario_check_fails_when_the_legacy_engine_does_not_break_what_is_expected(
@@ -260,6 +308,61 @@ def test_scenario_check_fails_when_the_legacy_engine_does_not_break_what_is_expe
     (row,) = json.loads(capsys.readouterr().out)
     assert row["scenario"] == "calm" and not row["as_expected"]
     assert row["expect"] == ["no-duplicate-awards"] and row["core"] == []
+
+
+def test_a_variant_engine_runs_by_name_and_an_unknown_engine_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--engine`` takes each variant of :mod:`scenarios.variants` by its name, so QA can
+    watch a scenario break the way the core once did; a name that is no engine is refused
+    with the choices listed, by the command line and by :func:`run` alike. A variant's run
+    replays like any other."""
+    assert list(RUNNABLE) == ["core", "legacy", *VARIANTS]
+    assert ("legacy", *VARIANTS) == BREAKERS
+    path, trace = write(tmp_path, ARCHIVED), tmp_path / "v.jsonl"
+    variant = ["--engine", "aborts-on-missing-class"]
+    assert main(["scenario", "run", str(path), *variant, "--trace", str(trace)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("FAIL archived (aborts-on-missing-class engine, seed 1, memory)")
+    assert "course-freshness broken for course 103 at +" in out
+    assert main(["replay", str(trace)]) == 1
+    assert "identical to the recording" in capsys.readouterr().out
+    assert main(["scenario", "run", str(path), "--engine", "legacy"]) == 0
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        main(["scenario", "run", str(path), "--engine", "trusts-two-reads"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "invalid choice: 'trusts-two-reads'" in err
+    assert all(repr(name) in err for name in RUNNABLE)
+    with pytest.raises(ScenarioError, match="no engine 'nope'; choose from core, legacy, "):
+        run(load(str(path)), "nope")
+
+
+def test_scenario_check_holds_a_scenario_against_the_engine_it_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``breaks`` names the engine the matrix runs beside the core: the variant breaks what
+    the scenario expects and the core holds, so the row is as expected. The legacy engine
+    never reads the archived class, so the same scenario without ``breaks`` is not."""
+    path = write(tmp_path, ARCHIVED, "archived.toml")
+    monkeypatch.setattr("scenarios.qa.builtin", lambda: {"archived": path})
+    monkeypatch.setattr("scenarios.scenario.builtin", lambda: {"archived": path})
+    assert main(["scenario", "check"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if "archived" in line)
+    assert "aborts-on-missing-class" in row and "as expected" in row
+    assert "each engine variant breaks what its scenarios expect" in out
+    assert main(["scenario", "check", "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["engine"] == "aborts-on-missing-class" and row["as_expected"]
+    assert "course-freshness" in row["broken"] and row["engine_error"] is None
+    assert row["core"] == [] and row["core_error"] is None
+
+    path.write_text(ARCHIVED.replace('breaks = "aborts-on-missing-class"\n', ""), "utf-8")
+    assert main(["scenario", "check", "--json"]) == 1
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["engine"] == "legacy" and row["broken"] == [] and not row["as_expected"]
 
 
 @pytest.mark.parametrize("transport", ["asgi", "http"])
