@@ -35,6 +35,7 @@ from simulators.services import Services
 from simulators.world import World
 from simulators.worlds import WorldSpecError, load_world
 from sync_core import StateError
+from sync_core.schedule import Policy
 
 FAULT_PROFILES = ("none", "swarm")
 
@@ -115,6 +116,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="JSON or TOML: each course's issuer, group and award rules",
     )
     sync.add_argument("--once", action="store_true", help="one round per course, then exit")
+    sync.add_argument(
+        "--award-settle-window",
+        type=float,
+        default=Policy().award_settle_window,
+        metavar="SECONDS",
+        help="how long an award whose outcome is unknown waits before a read may settle it: "
+        "at least the longest replica lag plus the longest late commit your Credentials "
+        "shows (default %(default)g)",
+    )
     sync.add_argument(
         "--state",
         type=Path,
@@ -258,8 +268,9 @@ def run_sync_command(args: argparse.Namespace) -> int:
     try:
         links = load_links(args.links)
         store = None if args.state is None else SqliteStore(args.state)
-        engine = load_engine(store)
-    except (LinksError, StateError) as exc:
+        policy = Policy(award_settle_window=args.award_settle_window)
+        engine = load_engine(store, policy)
+    except (LinksError, StateError, ValueError) as exc:
         if store is not None:
             store.close()
         print(f"credsync sync: {exc}", file=sys.stderr)

@@ -190,8 +190,13 @@ class Scenario:
             )
         faults = data.get("faults", {})
         rate_keys = {k.value for k in FaultKind}
-        if not isinstance(faults, Mapping) or not set(faults) <= rate_keys | {"on", "draws"}:
-            raise ScenarioError(f"{where}: [faults] takes rates {sorted(rate_keys)}, 'on', 'draws'")
+        extra = {"on", "draws", "beyond_bounds"}
+        if not isinstance(faults, Mapping) or not set(faults) <= rate_keys | extra:
+            raise ScenarioError(
+                f"{where}: [faults] takes rates {sorted(rate_keys)}, 'on', 'draws', 'beyond_bounds'"
+            )
+        if not isinstance(faults.get("beyond_bounds", False), bool):
+            raise ScenarioError(f"{where}: [faults] beyond_bounds must be true or false")
         policy = data.get("policy", {})
         known_policy = {f.name for f in fields(Policy)}
         if not isinstance(policy, Mapping) or not set(policy) <= known_policy:
@@ -405,8 +410,10 @@ def run(
     world, rules = _world(scenario, seed)
     draws = scenario.faults.get("draws")
     source = SeededChoices(seed) if draws is None else ScriptedChoices(list(draws))
-    rates = FaultRates(**{k: v for k, v in scenario.faults.items() if k not in ("on", "draws")})
+    settings = ("on", "draws", "beyond_bounds")
+    rates = FaultRates(**{k: v for k, v in scenario.faults.items() if k not in settings})
     plan = FaultPlan(rates, source)
+    plan.beyond_bounds = bool(scenario.faults.get("beyond_bounds", False))
     if "on" in scenario.faults:
         plan.only = frozenset(scenario.faults["on"])
     new_engine, restore_engine = RUNNABLE[engine]

@@ -53,11 +53,13 @@ _ONLY_ON: dict[FaultKind, frozenset[str]] = {
 
 REPLICA_LAGS = (5.0, 30.0, 120.0, 1800.0)
 """How far back a lagging Credentials read sees, in seconds, one drawn per read (the first
-is what shrinking reaches). All but the last are within :data:`REPLICA_LAG_BOUND`."""
+is what shrinking reaches). All but the last are within :data:`REPLICA_LAG_BOUND`; the last
+is drawn only when the plan goes :attr:`FaultPlan.beyond_bounds`."""
 REPLICA_LAG_BOUND = 120.0
-COMMIT_DELAYS = (2.0, 30.0, 240.0, 3600.0)
-"""How long after the client gave up a late write is stored, one drawn per write. All but
-the last are within :data:`COMMIT_DELAY_BOUND`."""
+COMMIT_DELAYS = (2.0, 30.0, 60.0, 120.0, 240.0, 3600.0)
+"""How long after the client gave up a late write is stored, one drawn per write: spread
+over the settle window a sync needs, so a sync that settles too early meets one. All but
+the last are within :data:`COMMIT_DELAY_BOUND` (the last: as :data:`REPLICA_LAGS`)."""
 COMMIT_DELAY_BOUND = 240.0
 
 
@@ -195,6 +197,10 @@ class FaultPlan:
         # Request targets (see TARGETS) the faults hit; None means every request. Scenarios
         # use it to fault, say, only award POSTs.
         self.only: frozenset[str] | None = None
+        # Whether a lag or commit delay may go past the bounds the sync states (the last of
+        # REPLICA_LAGS and COMMIT_DELAYS). Off by default: within the bounds every duplicate
+        # counts; an example that turns it on is judged on what the sync promises beyond.
+        self.beyond_bounds = False
 
     @property
     def rates(self) -> FaultRates:

@@ -144,7 +144,8 @@ class Services:
     def _drawn(self, values: tuple[float, ...], bound: float) -> float:
         """One of ``values`` (the first when shrunk); a value past ``bound`` is noted in the
         world, whose invariants then hold the sync to what it promises beyond its bounds."""
-        value = values[self.plan.source.draw(len(values))]
+        within = values if self.plan.beyond_bounds else values[:-1]
+        value = within[self.plan.source.draw(len(within))]
         if value > bound:
             self.world.beyond_tolerance = True
         return value

@@ -163,6 +163,23 @@ class Awarding(Reading):
         if live:
             course.live_awards.setdefault(entry.badge_class, set()).add(entry.user_id)
             self._rank_moves(course, rnd, entry.user_id)
+            self._shared(course, entry.user_id, entry.badge_class)
+
+    def _shared(self, course: CourseState, user_id: int, badge: str) -> None:
+        """An award of a class other linked courses use counts on their leaderboards too:
+        their cached views take it in, and a member's cached ranking is derived again (an
+        incremental round reads no badge class, so it would not see the award otherwise)."""
+        key = award_key(user_id, badge)
+        for other in self._courses.values():
+            if other is course or badge not in other.badge_classes:
+                continue
+            other.awarded.setdefault(key, course.awarded.get(key, ""))
+            other.outbox.pop(key, None)
+            holders = other.live_awards.setdefault(badge, set())
+            if user_id not in holders:
+                holders.add(user_id)
+                if user_id in other.members:
+                    other.leaderboard = None
 
     def _elsewhere(self, course: CourseState, key: str) -> _Elsewhere | None:
         """What another linked course knows of this award (one student, one class): the

@@ -123,7 +123,9 @@ def parse_member(record: object) -> Member:
     name = rec.get("name", "")
     return Member(
         user_id=_user_id(rec),
-        email=_text(rec, "email").lower(),
+        # As stored, not lowercased: a member added by hand as "Ada@X.edu" differs from the
+        # "ada@x.edu" the sync writes, and is written again.
+        email=_text(rec, "email"),
         name=name if isinstance(name, str) else "",
         earned=tuple(sorted(earned)),
     )

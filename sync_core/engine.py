@@ -81,6 +81,12 @@ from sync_core.state import (
 _REFUSED = frozenset({Failure.THROTTLED, Failure.AUTH, Failure.REJECTED, Failure.NOT_FOUND})
 """Answers that say a write was not stored."""
 
+def _refused(entry: OutboxEntry) -> None:
+    """Credentials said no to this attempt: nothing of it can land. (An earlier attempt that
+    was uncertain was settled absent before this one was sent, so none of it can either.)"""
+    entry.status, entry.attempted_at = AwardStatus.PENDING, None
+
+
 __all__ = ["MAX_QUARANTINE", "CourseStatus", "Phase", "RoundAborted", "SyncEngine"]
 
 
@@ -175,8 +181,9 @@ class SyncEngine(Awarding):
             course.awarded[key] = ""  # the next full round reads its id
             course.leaderboard = None  # the ranking moved: derived and published again
             course.live_awards.setdefault(entry.badge_class, set()).add(entry.user_id)
+            self._shared(course, entry.user_id, entry.badge_class)
         elif isinstance(event, RequestFailed) and event.failure in _REFUSED:
-            entry.status = AwardStatus.PENDING
+            _refused(entry)
 
     def status(self) -> tuple[CourseStatus, ...]:
         result = []
@@ -432,6 +439,7 @@ class SyncEngine(Awarding):
             course.outbox.pop(pending.key, None)
             course.live_awards.setdefault(command.badge_class, set()).add(command.user_id)
             self._rank_moves(course, rnd, command.user_id)
+            self._shared(course, command.user_id, command.badge_class)
         elif isinstance(command, UpsertMember):
             member = Member(command.user_id, command.email, command.name, command.earned)
             if course.members.setdefault(command.user_id, member) is member:
@@ -462,7 +470,7 @@ class SyncEngine(Awarding):
         retry = pending.attempt < self.policy.request_attempts
         if failure is Failure.THROTTLED:
             if pending.kind == "award":
-                course.outbox[pending.key].status = AwardStatus.PENDING  # never reached it
+                _refused(course.outbox[pending.key])  # never reached it
             raise RoundAborted(reason, event.retry_after)
         if pending.kind == "check":
             self._check_failed(course, rnd, pending, failure, retry, out)
@@ -476,15 +484,16 @@ class SyncEngine(Awarding):
             if failure is Failure.DUPLICATE:  # Credentials says a live award is there
                 self._awarded(course, rnd, pending.key, "", live=True)
             elif failure is Failure.NOT_FOUND:
-                entry.status = AwardStatus.PENDING  # refused: nothing was stored
+                _refused(entry)  # refused: nothing was stored
                 self._class_missing(course, rnd, entry.badge_class)
             elif failure is Failure.REJECTED:
                 entry.status, entry.reason = AwardStatus.BLOCKED, reason
+                entry.attempted_at = None  # refused: nothing of it can land
                 rnd.note("award", reason)
             elif failure is Failure.AUTH and retry:
                 self._retry(course, rnd, pending, out)  # refused at the door: not issued
             elif failure is Failure.AUTH:
-                entry.status = AwardStatus.PENDING
+                _refused(entry)
                 raise RoundAborted(reason)
             else:
                 # It may have committed. Finish the round without it, and come back once

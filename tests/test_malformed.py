@@ -71,6 +71,7 @@ from sync_core import (
 )
 from sync_core import engine as engine_module
 from sync_core.events import Event
+from sync_core.rounds import Round as EngineRound
 from tests.test_engine import T0, drive
 
 COURSE = 101
@@ -787,7 +788,7 @@ BAD_FIRST = {CanvasList.SUBMISSIONS: [BAD, Entry((GOOD,), (GOOD,))]}
         ),
         # The engine forgets to quarantine: the bad record vanishes without a reason.
         (
-            engine_module._Round,
+            EngineRound,
             "note",
             lambda self, resource, reason: None,
             BAD_FIRST,

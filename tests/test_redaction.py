@@ -44,9 +44,9 @@ link = [103]
 do = "faults"
 token_expiry = 300
 
-[[timeline]]
+[[timeline]]  # hours, so that full rounds read Credentials often enough to meet 401s there
 do = "wait"
-minutes = 70
+hours = 12
 
 [[timeline]]
 do = "faults-off"

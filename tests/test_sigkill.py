@@ -168,6 +168,9 @@ def sync_once(served: Served, state: Path, point: KillPoint | None, store: str =
         *("--credentials", served.handle.credentials_url),
         *("--credentials-token", served.credentials_token),
         *("--links", str(served.links), "--state", str(state), "--once"),
+        # These fakes neither lag nor store a write late, so an award cut off by the kill
+        # may be settled by the very next run's read (README: the settle window's bounds).
+        *("--award-settle-window", "0.001"),
     ]
     served.services.arm(point)
     process = subprocess.Popen(

@@ -111,6 +111,8 @@ class SyncMachine(RuleBasedStateMachine):
             restore_engine=type(self).restore_engine,
         )
         self.sim.plan.only = None if self.targets is None else frozenset(self.targets)
+        # One example in four may lag or commit past the sync's stated bounds (shrinks off).
+        self.sim.plan.beyond_bounds = data.draw(st.sampled_from((False, False, False, True)))
         for course_id, rules in sorted(small_rules.items()):
             self.sim.link(self.world.link_course(course_id, rules))
 
@@ -145,6 +147,7 @@ class SyncMachine(RuleBasedStateMachine):
             "faults": {
                 **{k: v for k, v in vars(self.rates).items() if v},
                 **({} if self.targets is None else {"on": list(self.targets)}),
+                **({"beyond_bounds": True} if self.sim.plan.beyond_bounds else {}),
             },
             "draws": list(self.draws),
             "timeline": [dict(a) for a in self.timeline],
