@@ -24,6 +24,9 @@ class TrustsOneRead(SyncEngine):
     def _settled(self, entry: Any) -> bool:
         return True
 
+    def _doubt(self, rnd: Any, entry: Any) -> None:
+        rnd.doubtful = True  # back after backoff_base to settle it, as the core once did
+
 
 class ChecksEarly(SyncEngine):
     """Check-then-act: decides from the assertions a full round read at its start and

@@ -231,10 +231,13 @@ def test_a_duplicate_of_a_shared_class_is_reported_under_the_first_course_using_
     assert v.course_id == 100
 
 
-def test_no_live_duplicates_catches_two_live_awards_one_by_the_sync() -> None:
-    broken = awards_of_a(by_hand(1000), by_sync(2000), beyond=True)
+def test_no_live_duplicates_catches_two_live_awards_by_the_sync() -> None:
+    broken = awards_of_a(by_sync(1000), by_sync(2000), beyond=True)
     (v,) = no_live_duplicates(broken)
     assert (v.course_id, v.user_id) == (101, 1) and "held 2 times" in v.detail
+    # A teacher's award beside them does not excuse them, nor is it the sync's to answer for.
+    assert no_live_duplicates(awards_of_a(by_hand(500), by_sync(1000), by_sync(2000)))
+    assert no_live_duplicates(awards_of_a(by_hand(1000), by_sync(2000), beyond=True)) == []
     (v,) = no_live_duplicates(awards_of_a(by_sync(1000), by_sync(2000, email="old-a@x.edu")))
     assert v.user_id == 1
     assert "no-live-duplicates" in names(check(broken, QUIESCENCE))

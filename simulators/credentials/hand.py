@@ -69,14 +69,17 @@ def random_edit(world: World, choices: ChoiceSource) -> str:
     course_id = linked[choices.draw(len(linked))]
     link = world.links[course_id]
     if kind == "award":
-        students = sorted(u for u, email in world.active_students(course_id).items() if email)
-        badges = sorted(
-            {r.badge_class for r in link.rules if world.credentials.available(r.badge_class)}
+        # A teacher awards by hand what a student has earned (the sync being slow is why
+        # people do); the machine's hand_award rule awards anything to anyone.
+        emails = world.active_students(course_id)
+        earned = sorted(
+            (u, b)
+            for u, b in world.earned_now(course_id)
+            if emails.get(u) and world.credentials.available(b)
         )
-        if not students or not badges:
-            return f"nothing to award by hand in course {course_id}"
-        user_id = students[choices.draw(len(students))]
-        badge = badges[choices.draw(len(badges))]
+        if not earned:
+            return f"nothing earned to award by hand in course {course_id}"
+        user_id, badge = earned[choices.draw(len(earned))]
         award(world, course_id, user_id, badge)
         return f"badge class {badge} awarded by hand to user {user_id}"
     if kind == "revoke":

@@ -74,6 +74,9 @@ class Assertion:
     by_hand: bool = False
     requested_at: float = 0.0
     revoked_at: float | None = None
+    # The store's serial when the request arrived: what was stored by then had a lower seq
+    # (the virtual clock does not move within a round, so times alone cannot order them).
+    requested_serial: int = 0
 
     def expired(self, now: float) -> bool:
         return self.expires is not None and self.expires <= now
@@ -173,6 +176,7 @@ class Credentials:
             narrative=narrative,
             by_hand=by_hand,
             requested_at=now,
+            requested_serial=self._serial,
         )
 
         def store(at: float) -> None:

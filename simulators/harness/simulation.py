@@ -274,6 +274,7 @@ def observe(
             a.created_at,
             a.revoked_at,
             a.seq,
+            a.requested_serial,
         )
         for a in credentials.assertions.values()
         if a.recipient_type == "email"
