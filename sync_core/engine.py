@@ -81,6 +81,7 @@ from sync_core.state import (
 _REFUSED = frozenset({Failure.THROTTLED, Failure.AUTH, Failure.REJECTED, Failure.NOT_FOUND})
 """Answers that say a write was not stored."""
 
+
 def _refused(entry: OutboxEntry) -> None:
     """Credentials said no to this attempt: nothing of it can land. (An earlier attempt that
     was uncertain was settled absent before this one was sent, so none of it can either.)"""
