@@ -143,6 +143,7 @@ class Simulation:
         worker once per feed, between two commands; the restarted worker then carries on
         from its saved state, as a supervisor would restart it."""
         self.world.note_truth()  # whatever the engine reads from here on was once true
+        told = self.now
         queue: deque[Command] = deque(self.engine.handle(event))
         while queue:
             if may_crash and self.plan.decide_crash():
@@ -160,6 +161,9 @@ class Simulation:
             for edit in self.world.hand_edits[edited:]:
                 self._log("activity", command.course_id, f"in Credentials, by hand: {edit}")
             self._log("command", command.course_id, _describe(command, answer))
+            if self.now > told:  # slow answers took time: an adapter's clock says so first
+                told = self.now
+                queue.extend(self.engine.handle(Tick(self.now)))
             queue.extend(self.engine.handle(answer))
 
     def _in_flight(self, lost: deque[Command]) -> None:
