@@ -173,6 +173,8 @@ class Awarding(Reading):
         for other in self._courses.values():
             if other is course or badge not in other.badge_classes:
                 continue
+            if key in other.outbox and other.outbox[key].status in _ANSWER_DUE:
+                continue  # its own answer is due, and settles it
             other.awarded.setdefault(key, course.awarded.get(key, ""))
             other.outbox.pop(key, None)
             holders = other.live_awards.setdefault(badge, set())
@@ -192,10 +194,7 @@ class Awarding(Reading):
             if key in other.awarded:
                 return _Elsewhere(None, other.awarded[key])
             entry = other.outbox.get(key)
-            if entry is not None and (
-                entry.status in (AwardStatus.CHECKING, AwardStatus.IN_FLIGHT)
-                or not self._settled(entry)
-            ):
+            if entry is not None and (entry.status in _ANSWER_DUE or not self._settled(entry)):
                 return _Elsewhere(entry.status, "")
         return None
 
@@ -255,6 +254,10 @@ class Awarding(Reading):
             self._checked(course, rnd, pending.key, out)
         else:
             super()._list_read(course, rnd, pending, out)
+
+
+_ANSWER_DUE = (AwardStatus.CHECKING, AwardStatus.IN_FLIGHT)
+"""An award whose check or POST is on the wire: its own answer settles it."""
 
 
 @dataclass(frozen=True)
