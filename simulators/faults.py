@@ -181,8 +181,17 @@ class FaultRates:
 
     @classmethod
     def swarm(cls, source: ChoiceSource) -> FaultRates:
-        """One rate per kind, each drawn from :data:`SWARM_RATES`."""
-        return cls(**{k.value: SWARM_RATES[source.draw(len(SWARM_RATES))] for k in FaultKind})
+        """One rate per kind: off in half the draws (swarm testing omits each feature with
+        probability one half, so that a run hammers a few kinds rather than all at once,
+        where the first kinds of a request would mask the later ones), else a level of
+        :data:`SWARM_RATES` other than off. Shrinks towards no faults."""
+        levels = len(SWARM_RATES) - 1
+        return cls(
+            **{
+                k.value: SWARM_RATES[max(0, source.draw(2 * levels) - levels + 1)]
+                for k in FaultKind
+            }
+        )
 
 
 class FaultPlan:

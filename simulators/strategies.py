@@ -101,9 +101,10 @@ def _link_all(seeded: SeededWorld) -> SeededWorld:
 
 @st.composite
 def fault_rates(draw: st.DrawFn) -> FaultRates:
-    """Swarm rates (TigerBeetle's VOPR): each kind independently off, rare, common, heavy
-    or half (:data:`simulators.faults.SWARM_RATES`), so some examples hammer one fault
-    while others barely see one. Shrinks towards no faults at all."""
+    """Swarm rates (TigerBeetle's VOPR, Groce et al.'s swarm testing): each kind off in
+    half the examples, else rare, common, heavy or half
+    (:data:`simulators.faults.SWARM_RATES`), so some examples hammer a few faults while
+    others barely see one. Shrinks towards no faults at all."""
     return FaultRates.swarm(_DrawChoices(draw))
 
 

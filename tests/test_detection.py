@@ -35,6 +35,7 @@ budget, so such a run would only repeat it with other random examples.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import ClassVar
 
 import pytest
@@ -133,6 +134,44 @@ def rule_steps(machine: type[SyncMachine], reproduction: list[str]) -> list[str]
     ]
 
 
+def shrunk_reproduction(
+    machine: type[SyncMachine], found: AssertionError, judged: Callable[[str], bool], what: str
+) -> str:
+    """Check the counterexample a hunt found, and describe it.
+
+    Hypothesis printed the shrunk example ("state = ...Machine()", the setup call, every
+    rule call and invariant check, "state.teardown()", the blob); every line of the failure
+    is a violation ``judged`` accepts (anything else is an error of the engine or the
+    harness, an internal assertion, not the flaw); and the run is at most
+    :data:`MAX_STEPS` actions. A step is an action the run performed: what the
+    counterexample becomes as a scenario file (``credsync fuzz`` writes exactly these).
+    Hypothesis's printout can also list rule calls that found nothing to do (no
+    invitation left to accept, say): depending on its version and on timing, its shrinker
+    does not always delete those, and they change nothing in the world, so they are
+    reported but not counted. The world's shape can take actions before any rule
+    (:attr:`SyncMachine.last_setup_actions`)."""
+    reproduction = [str(note) for note in getattr(found, "__notes__", [])]
+    shown = "\n".join([str(found), *reproduction, f"as actions: {machine.last_run}"])
+    assert any(line.startswith("state = ") for line in reproduction), (
+        f"Hypothesis did not print the counterexample:\n{shown}"
+    )
+    lines = str(found).splitlines()
+    assert lines and all(map(judged, lines)), (
+        f"the run failed for another reason than a judged violation:\n{shown}"
+    )
+    assert machine.last_run is not None
+    actions = machine.last_run["timeline"]
+    assert isinstance(actions, list)
+    calls = rule_steps(machine, reproduction)
+    shaped = machine.last_setup_actions
+    assert len(actions) <= len(calls) + shaped, f"more actions than rule calls:\n{shown}"
+    assert len(actions) <= MAX_STEPS, (
+        f"{what}: the shrunk counterexample has {len(actions)} steps "
+        f"({len(calls)} rule calls), more than {MAX_STEPS}:\n{shown}"
+    )
+    return f"{len(actions)} steps ({len(calls)} rule calls, {shaped} shaping)\n{shown}"
+
+
 @pytest.mark.parametrize("symptom", SYMPTOMS)
 def test_the_generated_search_finds_the_symptom(symptom: str) -> None:
     predicate = SYMPTOMS[symptom]
@@ -143,34 +182,10 @@ def test_the_generated_search_finds_the_symptom(symptom: str) -> None:
         found = failure
     else:
         pytest.fail(f"symptom {symptom} not found in {settings().max_examples} examples")
-    # What Hypothesis printed for the final, shrunk example: "state = ...Machine()", the
-    # setup call, every rule call and invariant check, "state.teardown()", the blob.
-    reproduction = [str(note) for note in getattr(found, "__notes__", [])]
-    shown = "\n".join([str(found), *reproduction, f"as actions: {machine.last_run}"])
-    assert any(line.startswith("state = ") for line in reproduction), (
-        f"Hypothesis did not print the counterexample:\n{shown}"
+    summary = shrunk_reproduction(
+        machine, found, lambda line: " broken in course " in line, f"symptom {symptom}"
     )
-    # Only violations the predicate accepted fail a run, so anything else is an error of
-    # the engine or the harness (an internal assertion), not the symptom.
-    judged = str(found).splitlines()
-    assert judged and all(" broken in course " in line for line in judged), (
-        f"the run failed for another reason than a violation:\n{shown}"
-    )
-    # A step is an action the run performed: what the counterexample becomes as a scenario
-    # file (``credsync fuzz`` writes exactly these). Hypothesis's printout can also list
-    # rule calls that found nothing to do (no invitation left to accept, say): depending on
-    # its version and on timing, its shrinker does not always delete those, and they
-    # change nothing in the world, so they are reported but not counted.
-    assert machine.last_run is not None
-    actions = machine.last_run["timeline"]
-    assert isinstance(actions, list)
-    calls = rule_steps(machine, reproduction)
-    assert len(actions) <= len(calls), f"more actions than rule calls:\n{shown}"
-    assert len(actions) <= MAX_STEPS, (
-        f"symptom {symptom}: the shrunk counterexample has {len(actions)} steps "
-        f"({len(calls)} rule calls), more than {MAX_STEPS}:\n{shown}"
-    )
-    print(f"\n{symptom}: found, {len(actions)} steps ({len(calls)} rule calls)\n{shown}")
+    print(f"\n{symptom}: found, {summary}")
 
 
 # -- the predicates can fail ---------------------------------------------------------------

@@ -35,13 +35,16 @@ bounds only in one example in four (``FaultPlan.beyond_bounds``, which excuses d
 the sync), commit delays are spread over the settle window, a teacher's hand award mid-round
 targets what a student has earned, and :class:`TrustsOneRead` comes back after
 ``backoff_base`` as the core once did; the robustness has not been measured again.
-:class:`AwardsSharedClassTwice` is not found at all, and its test is a strict expected
-failure (:data:`NOT_FOUND_YET`) that turns red the day the world can show it, so that the
-marker is then removed: it needs one student earning a shared class in two linked courses
-while the first course's award is still in doubt (a late commit), and no student of
-``World.small`` is in two courses; a world with one (tried) found it, but changed every
-derandomized example of the suite, so it was left for a later change (the search then
-reported the flaw; that run was not kept).
+:class:`AwardsSharedClassTwice` needs a student earning one class in two linked courses
+while the first course's award is still in doubt (a late commit). The machine's world now
+has that shape in half its examples (``SyncMachine._two_courses_one_class``), and its swarm
+switches each fault kind off in half the examples (so a late commit is not masked by the
+kinds drawn before it); renamed, the search then finds the flaw on 2 seeds of 10 (and on
+3 of 12 in earlier trials), but not on the ``ci`` seed. The race has one window: the
+first award of the shared class, which must meet a late commit. Its test is a strict
+expected failure (:data:`NOT_FOUND_YET`) that turns red the day the ``ci`` budget finds it,
+so that the marker is then removed; the scenario ``shared-badge-class`` breaks the variant
+from a script meanwhile.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ from scenarios.variants import (
 from simulators.harness.invariants import Violation
 from simulators.harness.machine import SyncMachine
 from sync_core import SyncEngine
-from tests.test_detection import MAX_STEPS, budget, rule_steps
+from tests.test_detection import budget, shrunk_reproduction
 
 FLAWS: dict[str, tuple[type[SyncEngine], str]] = {
     "trusts-one-read": (TrustsOneRead, "no-duplicate-awards"),
@@ -102,8 +105,8 @@ def hunting(flaw: str, engine: type[SyncEngine]) -> type[GuardMachine]:
 
 
 NOT_FOUND_YET: dict[str, str] = {
-    "awards-shared-class-twice": "no generated example has a student earning a shared "
-    "class in two linked courses: see the module docstring",
+    "awards-shared-class-twice": "found on 2 reseeded names of 10, not on the ci seed: "
+    "the race has one window (see the module docstring)",
 }
 """The flaws the ``ci`` budget does not find yet, and why. Only the budget running out
 counts as the expected failure: a failure of any other kind fails the test."""
@@ -133,27 +136,12 @@ def test_the_generated_search_finds_the_flaw(flaw: str) -> None:
         found = failure
     else:
         pytest.fail(f"{flaw}: no {guard} violation in {settings().max_examples} examples")
-    reproduction = [str(note) for note in getattr(found, "__notes__", [])]
-    shown = "\n".join([str(found), *reproduction, f"as actions: {machine.last_run}"])
-    assert any(line.startswith("state = ") for line in reproduction), (
-        f"Hypothesis did not print the counterexample:\n{shown}"
-    )
     # Only the guard's violations fail a run: any other failure is an error of the engine
     # or the harness (an internal assertion), not the flaw.
-    judged = str(found).splitlines()
-    assert judged and all(line.startswith(f"{guard} broken in course ") for line in judged), (
-        f"the run failed for another reason than a {guard} violation:\n{shown}"
+    summary = shrunk_reproduction(
+        machine, found, lambda line: line.startswith(f"{guard} broken in course "), flaw
     )
-    assert machine.last_run is not None
-    actions = machine.last_run["timeline"]
-    assert isinstance(actions, list)
-    calls = rule_steps(machine, reproduction)
-    assert len(actions) <= len(calls), f"more actions than rule calls:\n{shown}"
-    assert len(actions) <= MAX_STEPS, (
-        f"{flaw}: the shrunk counterexample has {len(actions)} steps "
-        f"({len(calls)} rule calls), more than {MAX_STEPS}:\n{shown}"
-    )
-    print(f"\n{flaw}: found, {len(actions)} steps ({len(calls)} rule calls)\n{shown}")
+    print(f"\n{flaw}: found, {summary}")
 
 
 @pytest.mark.parametrize("flaw", FLAWS)

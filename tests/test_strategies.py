@@ -99,6 +99,29 @@ def test_fault_rates_shrink_to_none_and_reach_each_kind_at_half() -> None:
         reachable(fault_rates(), lambda r, k=kind: r.rate(k) == 500)
 
 
+def test_swarm_switches_each_kind_off_in_half_the_draws() -> None:
+    """Swarm testing omits each feature with probability one half: of the values a kind's
+    draw can take, half mean off and the rest spread evenly over the other levels."""
+
+    class Always:
+        def __init__(self, value: int) -> None:
+            self.value, self.ranges = value, set()
+
+        def draw(self, n: int) -> int:
+            self.ranges.add(n)
+            return self.value
+
+    levels = []
+    for value in range(2 * (len(SWARM_RATES) - 1)):
+        source = Always(value)
+        rates = FaultRates.swarm(source)
+        assert source.ranges == {2 * (len(SWARM_RATES) - 1)}
+        assert len({rates.rate(kind) for kind in FaultKind}) == 1
+        levels.append(rates.rate(FaultKind.LATE_COMMIT))
+    assert levels.count(0) == len(levels) // 2
+    assert sorted(levels[len(levels) // 2 :]) == sorted(SWARM_RATES[1:])
+
+
 def test_fault_rates_draw_what_hypothesis_choices_draw() -> None:
     """The state machine drew ``FaultRates.swarm(HypothesisChoices(data))`` before it used
     :func:`fault_rates`: one derandomized run of each must see the same examples, so the

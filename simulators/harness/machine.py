@@ -86,6 +86,9 @@ class SyncMachine(RuleBasedStateMachine):
     judged: ClassVar[frozenset[str] | None] = None
     """The invariants whose violations can fail a run (see :meth:`relevant`), by name; None:
     all of them. Only these are judged, so a hunt for one symptom skips the rest."""
+    last_setup_actions: ClassVar[int] = 0
+    """How many of :attr:`last_run`'s actions shaped the world in ``setup``, before any
+    rule ran (see :meth:`_two_courses_one_class`)."""
     last_run: ClassVar[dict[str, object] | None] = None
     """The run most recently executed: after a failure, the shrunk counterexample (Hypothesis
     replays the minimal example last). See :meth:`recording`; it is taken once per run, as
@@ -102,6 +105,7 @@ class SyncMachine(RuleBasedStateMachine):
         self.seed = seed
         self.timeline: list[dict[str, object]] = []
         self.draws: list[int] = []
+        self.setup_actions = 0  # actions the world's shape took, before any rule
         self._handling = sys.exc_info()[1]  # see teardown
         self.sim = Simulation(
             self.world,
@@ -115,6 +119,36 @@ class SyncMachine(RuleBasedStateMachine):
         self.sim.plan.beyond_bounds = data.draw(st.sampled_from((False, False, False, True)))
         for course_id, rules in sorted(small_rules.items()):
             self.sim.link(self.world.link_course(course_id, rules))
+        if data.draw(st.booleans()):
+            self._two_courses_one_class(sorted(small_rules), data)
+
+    def _two_courses_one_class(self, courses: list[int], data: st.DataObject) -> None:
+        """The world's shape: the last course's rules come to award a class of the first
+        (``share-badge-class``), for the course grade, and some of the students who earned
+        it in the first also take the last, graded there. Departments reuse one badge in
+        several courses, and students take several linked courses; a :meth:`World.small`
+        has neither, so without this no student could earn one class in two courses.
+        Done by actions, so the recording replays it; drawn, so it shrinks away; whether
+        the two courses' awards then race is left to the search."""
+        first, last = courses[0], courses[-1]
+        earned = {
+            pair
+            for course in self.sim.view().courses
+            if course.course_id == first
+            for pair in course.earned_now
+        }
+        if not earned:
+            return
+        badge = data.draw(st.sampled_from(sorted({b for _, b in earned})))
+        earners = sorted(user for user, b in earned if b == badge)
+        work = self.world.canvas.assignments_in(last)[0].id
+        for user in earners[: data.draw(st.integers(1, len(earners)))]:
+            self._do({"do": "enroll", "course": last, "user": user})
+            self._do(
+                {"do": "grade", "course": last, "assignment": work, "user": user, "percent": 80}
+            )
+        self._do({"do": "share-badge-class", "course": last, "badge": badge, "percent": 50})
+        self.setup_actions = len(self.timeline)
 
     # -- helpers -------------------------------------------------------------------------
 
@@ -434,6 +468,7 @@ class SyncMachine(RuleBasedStateMachine):
         if not hasattr(self, "sim"):
             return
         type(self).last_run = self.recording()
+        type(self).last_setup_actions = self.setup_actions
         if sys.exc_info()[1] not in (None, self._handling):
             return
         event(f"crashes: {_bucket(self.sim.crashes)}")
