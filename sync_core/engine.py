@@ -80,6 +80,9 @@ from sync_core.state import (
 
 _REFUSED = frozenset({Failure.THROTTLED, Failure.AUTH, Failure.REJECTED, Failure.NOT_FOUND})
 """Answers that say a write was not stored."""
+_CACHED_WRITES = ("member", "leaderboard")
+"""Writes whose effect the cached Credentials view records when acknowledged, and an
+incremental round trusts (see :meth:`SyncEngine._may_land`)."""
 
 
 def _refused(entry: OutboxEntry) -> None:
@@ -124,7 +127,9 @@ class SyncEngine(Awarding):
         self._owner: dict[int, int] = {}  # request id -> course id
         self._next_request_id = 1
         self._clock_started = False
-        # Awards outstanding when their round was aborted: request id -> (course, award key)
+        # Awards outstanding when their round was aborted: request id -> (course, award key).
+        # Not saved by to_json: a restarted worker hears no answer to a request the crashed
+        # one sent, and the outbox already holds each such award as uncertain.
         self._orphans: dict[int, tuple[int, str]] = {}
 
     # -- public API -------------------------------------------------------------------
@@ -259,6 +264,8 @@ class SyncEngine(Awarding):
         course.assignments, course.quizzes = rnd.snapshot.assignments, rnd.snapshot.quizzes
         if rnd.full:
             course.last_full_at = self.now
+            if course.reread_after is not None and rnd.started_at >= course.reread_after:
+                course.reread_after = None  # what may have landed late has been read
         if rnd.max_graded_at is not None:
             course.watermark = max(course.watermark or rnd.max_graded_at, rnd.max_graded_at)
         if course.force_full:
@@ -282,6 +289,8 @@ class SyncEngine(Awarding):
                 self._orphans[request_id] = (course.course_id, pending.key)
             elif entry is not None:
                 _unchecked(entry)
+            elif pending.kind in _CACHED_WRITES:
+                self._reread_later(course)  # sent, and never answered: it may land
         course.failures += 1
         course.last_error = reason
         course.quarantine = rnd.quarantine
@@ -511,6 +520,20 @@ class SyncEngine(Awarding):
         elif failure is Failure.NOT_FOUND and isinstance(command, RemoveMember):
             self._removed(course, rnd, command.user_id)  # already gone: the goal is met
         elif failure is not Failure.NOT_FOUND and retry:
+            self._may_land(course, pending, failure)
             self._retry(course, rnd, pending, out)
         else:
+            self._may_land(course, pending, failure)
             raise RoundAborted(reason)
+
+    def _may_land(self, course: CourseState, pending: Pending, failure: Failure) -> None:
+        """A member or leaderboard write whose outcome is unknown may be stored late, after
+        the writes that followed it (a leaderboard published since, a member added back),
+        and the cached view would never know: read Credentials anew once the settle window,
+        which bounds how late a write lands and how far a read lags, has passed."""
+        if failure is Failure.AMBIGUOUS and pending.kind in _CACHED_WRITES:
+            self._reread_later(course)
+
+    def _reread_later(self, course: CourseState) -> None:
+        settled = self.now + self.policy.award_settle_window
+        course.reread_after = max(course.reread_after or settled, settled)

@@ -39,6 +39,7 @@ class Reading(Rounds):
             or course.last_full_at is None
             or course.watermark is None
             or self.now - course.last_full_at >= self.policy.full_resync_interval
+            or (course.reread_after is not None and self.now >= course.reread_after)
         )
         course.force_full = False
         rnd = Round(full=full, started_at=self.now)

@@ -91,6 +91,10 @@ class CourseState:
     last_success_at: float | None = None
     last_full_at: float | None = None
     force_full: bool = False
+    # A member or leaderboard write this worker gave up on may still be stored until then
+    # (a late commit overwrites what came after it): the first round to start from then on
+    # reads Credentials anew (a full round) instead of trusting the cached view.
+    reread_after: float | None = None
     watermark: float | None = None
     # assignment -> user -> score a rule may count, merged over rounds (see CourseSnapshot)
     scores: dict[int, dict[int, float]] = field(default_factory=dict)
@@ -166,6 +170,7 @@ def _course_to_dict(c: CourseState) -> dict[str, Any]:
         "last_success_at": c.last_success_at,
         "last_full_at": c.last_full_at,
         "force_full": c.force_full,
+        "reread_after": c.reread_after,
         "watermark": c.watermark,
         "scores": [
             [a, [[u, score] for u, score in sorted(table.items())]]
@@ -228,6 +233,7 @@ def _course_from_dict(d: dict[str, Any], now: float) -> CourseState:
         last_success_at=d["last_success_at"],
         last_full_at=d["last_full_at"],
         force_full=bool(d["force_full"]),
+        reread_after=d.get("reread_after"),
         watermark=d["watermark"],
         scores=scores,
         awarded={str(k): str(v) for k, v in d["awarded"].items()},

@@ -230,6 +230,38 @@ def test_an_ambiguous_award_is_not_judged_absent_within_the_settle_window() -> N
     assert len(of(IssueAssertion, cmds)) == 1
 
 
+def test_a_write_that_may_land_late_makes_a_round_after_the_settle_window_read_anew() -> None:
+    """A leaderboard PUT times out and its retry is acknowledged: the first attempt may
+    still be stored after the retry, overwriting it, which the cached view would never
+    know. Rounds within the settle window trust the cache (they read no Credentials list);
+    the first round to start after it is a full one, and the doubt survives a restart."""
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    timeouts = []
+
+    def first_publish_times_out(cmd: Command) -> Event:
+        if isinstance(cmd, PublishLeaderboard) and not timeouts:
+            timeouts.append(cmd)
+            return RequestFailed(cmd.request_id, Failure.AMBIGUOUS, detail="timeout")
+        return WriteAcknowledged(cmd.request_id)
+
+    drive(engine, Tick(T0), serve(data, writes=first_publish_times_out))
+    assert len(timeouts) == 1
+    engine = SyncEngine.from_json(engine.to_json(), engine.policy)
+    policy = engine.policy
+
+    def members_read(cmds: list[Command]) -> bool:
+        return any(
+            isinstance(c, FetchCredentialsPage) and c.resource is CredentialsList.MEMBERS
+            for c in cmds
+        )
+
+    assert not members_read(drive(engine, Tick(T0 + policy.poll_interval), serve(data)))
+    after = T0 + policy.award_settle_window + policy.poll_interval
+    assert members_read(drive(engine, Tick(after), serve(data)))
+    assert not members_read(drive(engine, Tick(after + policy.poll_interval), serve(data)))
+
+
 def test_an_award_asks_credentials_to_refuse_a_duplicate_and_a_refusal_means_awarded() -> None:
     """Every award is sent lowercased with ``allowDuplicateAwards: false``: Badgr then
     refuses one the recipient already holds live (a teacher awarded it between the read and
