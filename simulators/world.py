@@ -55,6 +55,9 @@ class World:
         # sync cannot know yet whether they were stored (see update_now_repairs).
         self.award_doubts: list[tuple[float, str, str]] = []
         self.hand_edits: list[str] = []  # what HAND_EDIT faults did, for the trace
+        # Whether a person changed Credentials by hand (fault or action): the sync puts such
+        # changes right at its next full round, which the liveness phase then waits for.
+        self.edited_by_hand = False
         self._noted_at: tuple[int, tuple[int, ...]] | None = None
         self._earned: dict[int, tuple[int, Link, frozenset[tuple[int, str]]]] = {}
         self._noted_courses: dict[int, tuple[int, Link]] = {}

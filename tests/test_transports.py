@@ -66,7 +66,8 @@ DIFFERENTIAL_SEEDS = range(50)
 ACTIVE_SECONDS = 600.0
 """Simulated time under faults per seed before the liveness phase: short, so that fifty
 seeds through both transports stay within a minute. The seeds' swarm rates (up to half of
-all requests faulted, crashes included) give the variety: about 9,700 faults in all."""
+all requests faulted, crashes included; each kind off in half the seeds) give the variety:
+about 17,900 faults in all."""
 COMPACT = Policy(poll_interval=600.0, backoff_cap=300.0, round_timeout=300.0)
 """Halves the liveness phase (``freshness_bound() + 2 polls``: 1,500 s instead of 3,600 s).
 Faults stop before it, so it costs requests without adding any fault to compare."""
@@ -116,7 +117,7 @@ def test_the_http_path_runs_exactly_like_the_memory_path(seed: int) -> None:
     assert http.violations == memory.violations
 
 
-@pytest.mark.parametrize("seed", [3, 6])
+@pytest.mark.parametrize("seed", [3, 10])  # swarms with timeouts or lost responses
 def test_the_adapter_converges_over_real_sockets(seed: int) -> None:
     run = simulate(seed, LiveHttpTransport, active=900.0)
     assert run.violations == []

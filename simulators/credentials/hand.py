@@ -30,6 +30,7 @@ def award(world: World, course_id: int, user_id: int, badge_class: str) -> Asser
         raise HandEditError(f"badge class {badge_class!r} cannot be awarded (archived or gone)")
     if course_id not in world.links:
         raise HandEditError(f"course {course_id} is not linked")
+    world.edited_by_hand = True
     return world.credentials.award(badge_class, email, by_hand=True)
 
 
@@ -38,11 +39,13 @@ def revoke(world: World, assertion_id: str) -> None:
     if assertion is None or assertion.revoked:
         raise HandEditError(f"no live assertion {assertion_id!r}")
     world.credentials.revoke(assertion_id, "revoked by hand")
+    world.edited_by_hand = True
 
 
 def remove_member(world: World, course_id: int, user_id: int) -> None:
     if not world.credentials.remove_member(_group(world, course_id), user_id):
         raise HandEditError(f"user {user_id} is not a member of course {course_id}'s group")
+    world.edited_by_hand = True
 
 
 def add_member(world: World, course_id: int, user_id: int) -> None:
@@ -50,6 +53,7 @@ def add_member(world: World, course_id: int, user_id: int) -> None:
     user = world.canvas.users[user_id]
     email = user.email or f"user{user_id}@example.edu"
     world.credentials.upsert_member(_group(world, course_id), user_id, email, user.name, ())
+    world.edited_by_hand = True
 
 
 def edit_leaderboard(world: World, course_id: int) -> None:
@@ -57,6 +61,7 @@ def edit_leaderboard(world: World, course_id: int) -> None:
     group = world.credentials.groups[_group(world, course_id)]
     entries = [(row.canvas_user_id, row.badges + 1) for row in reversed(group.leaderboard)]
     world.credentials.publish_leaderboard(group.entity_id, entries or [(0, 1)])
+    world.edited_by_hand = True
 
 
 def random_edit(world: World, choices: ChoiceSource) -> str:

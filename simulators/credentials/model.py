@@ -226,8 +226,9 @@ class Credentials:
     def commit_due(self) -> None:
         """Store every accepted write whose time has come, in the order they fall due, each
         stamped with the moment it was due."""
-        if not self._any_due():
-            return
+        now = self.clock.now
+        if not any(at <= now for at, _, _ in self.pending):
+            return  # the common case, asked before every request: nothing sorted
         due = sorted(p for p in self.pending if p[0] <= self.clock.now)
         self.pending = [p for p in self.pending if p[0] > self.clock.now]
         for at, _, store in due:
@@ -238,10 +239,6 @@ class Credentials:
         for _, _, store in sorted(self.pending):
             store(self.clock.now)
         self.pending = []
-
-    def _any_due(self) -> bool:
-        now = self.clock.now
-        return any(at <= now for at, _, _ in self.pending)
 
     # ------------------------------------------------------------------ badge classes
 
