@@ -81,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--world",
         default="small",
-        metavar="small|semester|FILE",
-        help="small (3 courses, default), semester (12 courses), or a JSON/TOML world file",
+        metavar="small|semester|large|FILE",
+        help="small (3 courses, default), semester (12 courses), large (a 2,000-student "
+        "course and two others), or a JSON/TOML world file",
     )
     serve.add_argument("--seed", type=int, default=1, help="seeds the world and the faults")
     serve.add_argument("--faults", choices=FAULT_PROFILES, default="none", help="default: none")

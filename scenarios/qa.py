@@ -217,8 +217,8 @@ def explain(result: Run) -> list[str]:
         f"{result.scenario.name} ({result.engine} engine, seed {result.seed}, {result.transport})"
     )
     if result.verdict == "PASS":
-        return [f"PASS {head}: every invariant holds"]
-    lines = [f"FAIL {head}"]
+        return [f"PASS {head}: every invariant holds", first_rounds(result)]
+    lines = [f"FAIL {head}", first_rounds(result)]
     if result.error is not None:
         lines.append(f"  the run stopped: {result.error}")
     firsts = [f for name in result.broken if (f := result.first(name)) is not None]
@@ -234,6 +234,22 @@ def explain(result: Run) -> list[str]:
         faults = result.faults_before(first.at, v.course_id, limit=3)
         lines.append(f"    after faults: {'; '.join(faults) if faults else 'none'}")
     return lines
+
+
+def first_rounds(result: Run) -> str:
+    """How long each linked course's first round (a full one) took, in simulated hours:
+    what a large course costs under Canvas's throttle."""
+    sim = result.sim
+    took = [
+        f"course {cid} "
+        + (
+            f"{(sim.first_synced[cid] - at) / 3600:.2f} simulated hours"
+            if cid in sim.first_synced
+            else "never completed"
+        )
+        for cid, at in sorted(sim.linked_at.items())
+    ]
+    return f"  first full round: {'; '.join(took) if took else 'no course linked'}"
 
 
 def _bar(console: Console, counter: str) -> Progress:
@@ -524,6 +540,7 @@ def fuzz_command(args: argparse.Namespace) -> int:
         "policy": recording["policy"],
         "faults": {**recording["faults"], "draws": recording["draws"]},  # type: ignore[dict-item]
         "timeline": recording["timeline"],
+        **({"rate_limit": recording["rate_limit"]} if "rate_limit" in recording else {}),
     }
     comment = (
         f"# A counterexample found by `{command}`\n"

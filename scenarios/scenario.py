@@ -6,7 +6,7 @@ A scenario is a TOML file QA can copy and edit without writing Python::
     description = "An SIS import after linking never reaches the group"
     symptom = 4                       # the known symptom it reproduces (1-5), optional
     seed = 7                          # names, emails, grades and seeded faults
-    world = "small"                   # small | semester, or [[courses]] tables (see below)
+    world = "small"                   # small | semester | large, or [[courses]] tables
     link = "all"                      # or a list of course ids linked at the start
     expect = ["members-match-enrollments"]   # what the legacy engine should break
     breaks = "legacy"                 # or the engine variant that must break it (see below)
@@ -49,6 +49,7 @@ from typing import Any
 
 from scenarios.legacy import LegacyEngine
 from scenarios.variants import VARIANTS
+from simulators.canvas.model import RateLimit
 from simulators.faults import (
     FaultKind,
     FaultPlan,
@@ -62,10 +63,16 @@ from simulators.harness.invariants import QUIESCENCE, SAFETY, Violation, check
 from simulators.harness.simulation import Engine, Simulation, Transport, TransportFactory
 from simulators.transport import MemoryTransport
 from simulators.world import World
-from simulators.worlds import SEMESTER, WorldSpecError, build, course_spec
+from simulators.worlds import LARGE, SEMESTER, WorldSpecError, build, course_spec
 from sync_core import AwardRule, Policy, SyncEngine
 
-INVARIANTS = (*SAFETY, *QUIESCENCE, "course-freshness", "update-now-repairs")
+INVARIANTS = (
+    *SAFETY,
+    *QUIESCENCE,
+    "course-freshness",
+    "progress-under-load",
+    "update-now-repairs",
+)
 SYMPTOMS = {
     1: "courses without assignments or quizzes never sync",
     2: "courses that stop syncing",
@@ -119,6 +126,7 @@ _KEYS = {
     "breaks",
     "faults",
     "policy",
+    "rate_limit",
     "timeline",
 }
 
@@ -141,6 +149,7 @@ class Scenario:
     policy: Mapping[str, Any]
     timeline: tuple[Mapping[str, Any], ...]
     source: Mapping[str, Any] = field(repr=False, compare=False)  # the file as read
+    rate_limit: Mapping[str, Any] = field(default_factory=dict)  # Canvas's throttle settings
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], where: str) -> Scenario:
@@ -169,9 +178,9 @@ class Scenario:
             world = tuple(courses)
         else:
             world = data.get("world", "small")
-            if world not in ("small", "semester"):
+            if world not in ("small", "semester", "large"):
                 raise ScenarioError(
-                    f"{where}: 'world' must be small or semester, or give [[courses]]"
+                    f"{where}: 'world' must be small, semester or large, or give [[courses]]"
                 )
         link = data.get("link", "all")
         if link != "all" and not (
@@ -201,6 +210,14 @@ class Scenario:
         known_policy = {f.name for f in fields(Policy)}
         if not isinstance(policy, Mapping) or not set(policy) <= known_policy:
             raise ScenarioError(f"{where}: [policy] takes {sorted(known_policy)}")
+        rate_limit = data.get("rate_limit", {})
+        known_limit = {f.name for f in fields(RateLimit)}
+        if not isinstance(rate_limit, Mapping) or not set(rate_limit) <= known_limit:
+            raise ScenarioError(f"{where}: [rate_limit] takes {sorted(known_limit)}")
+        try:
+            RateLimit(**rate_limit)
+        except (TypeError, ValueError) as exc:
+            raise ScenarioError(f"{where}: [rate_limit]: {exc}") from exc
         timeline = data.get("timeline", [])
         if not isinstance(timeline, list) or not all(isinstance(a, Mapping) for a in timeline):
             raise ScenarioError(f"{where}: 'timeline' must be a list of actions ([[timeline]])")
@@ -223,6 +240,7 @@ class Scenario:
             policy=dict(policy),
             timeline=tuple(dict(a) for a in timeline),
             source=dict(data),
+            rate_limit=dict(rate_limit),
         )
 
 
@@ -392,6 +410,8 @@ def _world(scenario: Scenario, seed: int) -> tuple[World, dict[int, tuple[AwardR
         return World.small(seed)
     if scenario.world == "semester":
         return build(SEMESTER, seed)
+    if scenario.world == "large":
+        return build(LARGE, seed)
     specs = tuple(course_spec(c, f"course {i}") for i, c in enumerate(scenario.world))
     return build(specs, seed)
 
@@ -408,6 +428,7 @@ def run(
         raise ScenarioError(f"no engine {engine!r}; choose from {', '.join(RUNNABLE)}")
     seed = scenario.seed if seed is None else seed
     world, rules = _world(scenario, seed)
+    world.canvas.rate_limit = RateLimit(**scenario.rate_limit)
     draws = scenario.faults.get("draws")
     source = SeededChoices(seed) if draws is None else ScriptedChoices(list(draws))
     settings = ("on", "draws", "beyond_bounds")

@@ -11,11 +11,13 @@ lost).
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from typing import Literal
 
 from simulators.api import ApiRequest
 from simulators.canvas.api import CanvasApi
+from simulators.canvas.model import RateLimit
 from simulators.credentials import hand
 from simulators.credentials.api import CredentialsApi
 from simulators.faults import (
@@ -51,6 +53,10 @@ class LeakyBucket:
     level: float = 0.0
     at: float = 0.0
 
+    @classmethod
+    def of(cls, limit: RateLimit) -> LeakyBucket:
+        return cls(limit.high_water, limit.outflow, limit.up_front)
+
     def admit(self, now: float) -> bool:
         self.level = max(0.0, self.level - (now - self.at) * self.outflow)
         self.at = now
@@ -63,6 +69,40 @@ class LeakyBucket:
         """Add a request's cost; return what is left below the high-water mark."""
         self.level += cost
         return self.high_water - self.level
+
+
+@dataclass(frozen=True)
+class Latency:
+    """How long a request takes, in virtual seconds: uniform in ``[low, high)`` plus a little
+    per row returned (rendering a hundred rows costs more than one).
+
+    Time per request is what makes Canvas's bucket drain as it does in wall time: a client
+    that sends one request after another drains ``outflow`` x latency cost units per
+    request, and these figures (30-90 ms, about a hosted Canvas answering a simple API
+    call) are short enough that a client reading a large course back to back meets the
+    throttle, as production adapters do. Drawn from the world's seed, not from the fault
+    plan: latency is not a fault, and a draw per request from Hypothesis would cost more
+    than the request."""
+
+    low: float = 0.03
+    high: float = 0.09
+    per_row: float = 0.0005
+
+    def draw(self, rng: random.Random, rows: int) -> float:
+        return self.low + (self.high - self.low) * rng.random() + self.per_row * rows
+
+    def longest(self, rows: int) -> float:
+        """The most a request returning ``rows`` rows can take (invariants bound by it)."""
+        return self.high + self.per_row * rows
+
+
+LATENCY = Latency()
+
+
+def request_cost(rows: int) -> float:
+    """What a Canvas request charges its bucket: what a query costs grows with what it
+    returns (the real cost is its CPU and database time)."""
+    return 1.0 + 0.01 * rows
 
 
 @dataclass(frozen=True)
@@ -82,6 +122,7 @@ class Services:
         self.canvas_throttle_status = canvas_throttle_status
         self.buckets: dict[str, LeakyBucket] = {}
         self.log: list[LogEntry] = []
+        self._latency = random.Random(world.seed)
 
     def serve(
         self, service: Service, request: ApiRequest, label: str | None = None
@@ -124,10 +165,18 @@ class Services:
             outcome = self._handle(service, request, fault)
             if fault is FaultKind.LOST_RESPONSE:
                 self._record(label or request.method, fault, outcome.status)
+                self._take_time(outcome)
                 return Dropped("timeout")
         status = outcome.status if isinstance(outcome, HttpResponse) else None
         self._record(label or request.method, fault, status)
+        self._take_time(outcome)
         return outcome
+
+    def _take_time(self, outcome: HttpResponse | Dropped) -> None:
+        """The request's round trip, on the virtual clock (see :class:`Latency`)."""
+        body = outcome.body if isinstance(outcome, HttpResponse) else None
+        rows = len(body) if isinstance(body, list) else 1
+        self.world.clock.advance(LATENCY.draw(self._latency, rows))
 
     def _note_doubt(self, request: ApiRequest, outcome: HttpResponse | Dropped) -> None:
         """Ground truth for the liveness phase: an award request the client got no
@@ -163,7 +212,10 @@ class Services:
                 lag = self._drawn(REPLICA_LAGS, REPLICA_LAG_BOUND)
                 credentials = credentials.as_of(self.world.clock.now - lag)
             return CredentialsApi(credentials, self.world.tokens).handle(request)
-        bucket = self.buckets.setdefault(request.bearer() or "", LeakyBucket())
+        token = request.bearer() or ""
+        bucket = self.buckets.get(token)
+        if bucket is None:
+            bucket = self.buckets[token] = LeakyBucket.of(self.world.canvas.rate_limit)
         if not bucket.admit(self.world.clock.now):
             return self._throttled(service, bucket.seconds_to_room())
         canvas = self.world.canvas
@@ -173,8 +225,7 @@ class Services:
         if fault is FaultKind.PAGE_DRIFT:
             shift = (-1, 1)[self.plan.source.draw(2)]
         response = CanvasApi(canvas, self.world.tokens).handle(request, page_shift=shift)
-        rows = len(response.body) if isinstance(response.body, list) else 1
-        cost = 1.0 + 0.01 * rows  # what a query costs grows with what it returns
+        cost = request_cost(len(response.body) if isinstance(response.body, list) else 1)
         remaining = bucket.charge(cost)
         rated = {"X-Request-Cost": f"{cost:.2f}", "X-Rate-Limit-Remaining": f"{remaining:.1f}"}
         # Bodies are built afresh per request (see api.json_response): no copy needed.

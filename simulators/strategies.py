@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from simulators.api import ApiRequest
 from simulators.canvas.api import CanvasApi
-from simulators.canvas.model import ENROLLMENT_STATES, ENROLLMENT_TYPES
+from simulators.canvas.model import ENROLLMENT_STATES, ENROLLMENT_TYPES, RateLimit
 from simulators.credentials.api import CredentialsApi
 from simulators.faults import FaultPlan, FaultRates, SeededChoices
 from simulators.tokens import Service
@@ -54,6 +54,19 @@ def small_world_seeds() -> st.SearchStrategy[int]:
     """Seeds for :meth:`World.small`. Ids are the same for every seed; names, emails and
     grades differ. Four are plenty: the state machine varies everything else."""
     return st.integers(0, 3)
+
+
+SCALED_RATE_LIMIT: Final = RateLimit(high_water=6.0, outflow=0.5, up_front=2.0)
+"""Canvas's throttle scaled down with the small worlds: it admits about four requests back
+to back, so a small course's full round (a dozen requests) meets it part-way, as a
+2,000-student course's round (about 2,100 requests) meets the default bucket of 600.
+Hosted Canvas does not publish its settings (fact sheet section 3)."""
+
+
+def rate_limits() -> st.SearchStrategy[RateLimit]:
+    """Canvas's throttle settings for one example: the source defaults, or
+    :data:`SCALED_RATE_LIMIT`; shrinks towards the defaults. One draw per example."""
+    return st.sampled_from((RateLimit(), SCALED_RATE_LIMIT))
 
 
 def course_specs(max_students: int = 8) -> st.SearchStrategy[CourseSpec]:

@@ -41,8 +41,11 @@ class Link:
 
 
 class World:
-    def __init__(self, clock: VirtualClock | None = None, replica_lag: float = 120.0) -> None:
+    def __init__(
+        self, clock: VirtualClock | None = None, replica_lag: float = 120.0, seed: int = 0
+    ) -> None:
         self.clock = clock or VirtualClock()
+        self.seed = seed  # of everything random about the world, request latencies included
         self.canvas = Canvas(self.clock, replica_lag)
         self.credentials = Credentials(self.clock)
         self.tokens = TokenStore(self.clock)
@@ -250,7 +253,7 @@ class World:
         students (one without an email, one only invited) and one assignment. Names and
         emails come from Faker seeded with ``seed``.
         """
-        world = cls()
+        world = cls(seed=seed)
         fake = Faker("en_US")
         fake.seed_instance(seed)
         rng = random.Random(seed)

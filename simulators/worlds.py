@@ -64,6 +64,23 @@ SEMESTER: tuple[CourseSpec, ...] = tuple(
 )
 
 
+LARGE: tuple[CourseSpec, ...] = (
+    CourseSpec(
+        name="Large lecture",
+        students=2000,
+        sections=4,
+        assignments=3,
+        classic_quizzes=1,
+        modules=3,
+        graded=0.7,
+    ),
+    *SEMESTER[:2],
+)
+"""A 2,000-student lecture next to two ordinary courses: its full round (about 2,100
+Canvas requests) costs several times what Canvas's bucket holds, so syncing it at all
+depends on waiting out the throttle within a round."""
+
+
 def rules_for(world: World, course_id: int) -> tuple[AwardRule, ...]:
     """Award rules over whatever the course has; a course with nothing gets a grade rule."""
     canvas = world.canvas
@@ -83,11 +100,14 @@ def rules_for(world: World, course_id: int) -> tuple[AwardRule, ...]:
 
 
 def load_world(name_or_path: str, seed: int) -> tuple[World, dict[int, tuple[AwardRule, ...]]]:
-    """``small``, ``semester``, or a JSON/TOML description file: the world and its rules."""
+    """``small``, ``semester``, ``large``, or a JSON/TOML description file: the world and
+    its rules."""
     if name_or_path == "small":
         return World.small(seed)
     if name_or_path == "semester":
         return build(SEMESTER, seed)
+    if name_or_path == "large":
+        return build(LARGE, seed)
     return build(read_specs(Path(name_or_path)), seed)
 
 
@@ -136,7 +156,7 @@ def build(
     specs: tuple[CourseSpec, ...], seed: int
 ) -> tuple[World, dict[int, tuple[AwardRule, ...]]]:
     """Courses as described, with a teacher of all of them, ready to link."""
-    world = World()
+    world = World(seed=seed)
     fake = Faker("en_US")
     fake.seed_instance(seed)
     rng = random.Random(seed)

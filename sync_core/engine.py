@@ -4,7 +4,9 @@ A course's life is a loop of *rounds*. A round reads what it needs from both sid
 (READING), computes desired state and writes the difference (WRITING), then publishes the
 leaderboard derived from the awards (PUBLISHING), and goes back to IDLE until its next due
 time. Any failure that leaves the picture incomplete aborts the round and backs the course
-off; nothing partial is acted on, and the next round starts from a fresh read. Awards pass
+off; nothing partial is acted on, and the next round starts from a fresh read. (A throttled
+request is not such a failure: it waits within its round, :meth:`SyncEngine._throttled`; nor
+is one student's 404 after they left mid-round, :meth:`SyncEngine._skip`.) Awards pass
 through the outbox in :mod:`sync_core.state`, so an award whose outcome is unknown is never
 issued again before a read that can tell shows it is missing (:mod:`sync_core.awarding`).
 
@@ -39,7 +41,7 @@ periodic full resync):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sync_core import credentials
 from sync_core.awarding import Awarding, _is_class_read, _unchecked
@@ -140,14 +142,14 @@ class SyncEngine(Awarding):
             self.now = max(self.now, event.now) if self._clock_started else event.now
             self._clock_started = True
             for cid, rnd in sorted(self._rounds.items()):
-                if self.now - rnd.started_at >= self.policy.round_timeout:
+                if rnd.pending and self.now - rnd.heard_at >= self.policy.round_timeout:
                     self._abort(self._courses[cid], "round timed out: a response never came")
+                else:
+                    self._resume(self._courses[cid], rnd, out)
         elif isinstance(event, CourseLinked):
             self._link(event)
         elif isinstance(event, UpdateNowRequested):
-            course = self._course(event.course_id)
-            course.force_full = True
-            course.next_due = min(course.next_due, self.now)
+            self._update_now(event.course_id, out)
         else:
             self._answer(event, out)
         self._start_due(out)
@@ -247,6 +249,19 @@ class SyncEngine(Awarding):
             existing.rules, existing.force_full = event.rules, True
             existing.next_due = min(existing.next_due, self.now)
 
+    def _update_now(self, course_id: int, out: list[Command]) -> None:
+        """A teacher pressed "update now": a full round at once. As it overrides a backoff,
+        it overrides the throttled wait of a round in progress (whose requests are sent
+        again now; Canvas may throttle them again), so that round ends and the full one
+        starts as soon as they are answered."""
+        course = self._course(course_id)
+        course.force_full = True
+        course.next_due = min(course.next_due, self.now)
+        current = self._rounds.get(course_id)
+        if current is not None:
+            current.throttled_until = min(current.throttled_until, self.now)
+            self._resume(course, current, out)
+
     def _start_due(self, out: list[Command]) -> None:
         if not self._clock_started:
             return  # no Tick yet: "now" is unknown, so nothing can be due
@@ -291,6 +306,10 @@ class SyncEngine(Awarding):
                 _unchecked(entry)
             elif pending.kind in _CACHED_WRITES:
                 self._reread_later(course)  # sent, and never answered: it may land
+        for pending in rnd.parked:  # turned away by the throttle: nothing of them can land
+            entry = course.outbox.get(pending.key) if pending.kind == "check" else None
+            if entry is not None:
+                _unchecked(entry)
         course.failures += 1
         course.last_error = reason
         course.quarantine = rnd.quarantine
@@ -302,6 +321,7 @@ class SyncEngine(Awarding):
     def _respond(
         self, course: CourseState, rnd: Round, pending: Pending, event: Event, out: list[Command]
     ) -> None:
+        rnd.heard_at = self.now
         if isinstance(event, RequestFailed):
             self._failed(course, rnd, pending, event, out)
         elif isinstance(event, PageReceived) and pending.kind in ("read", "check"):
@@ -310,7 +330,13 @@ class SyncEngine(Awarding):
             self._acknowledged(course, rnd, pending, event)
         else:
             raise RoundAborted(f"{type(event).__name__} does not answer a {pending.kind} request")
-        if not rnd.pending:
+        self._resume(course, rnd, out)
+
+    def _resume(self, course: CourseState, rnd: Round, out: list[Command]) -> None:
+        """Send the next throttled request again if its wait is over, and go on to the
+        round's next step once nothing is outstanding or waiting."""
+        self._release(course, rnd, out)
+        if not rnd.pending and not rnd.parked:
             self._advance(course, rnd, out)
 
     # -- judging and writing ------------------------------------------------------------
@@ -473,15 +499,18 @@ class SyncEngine(Awarding):
         out: list[Command],
     ) -> None:
         """One failed request. Idempotent requests are retried at once, a bounded number of
-        times; an award is never retried blindly; throttling backs the whole course off."""
+        times; an award is never retried blindly; a throttled request waits within its
+        round (:meth:`_throttled`)."""
         failure = event.failure
         reason = f"{pending.key}: {failure.value}" + (f" ({event.detail})" if event.detail else "")
         command = pending.command
         retry = pending.attempt < self.policy.request_attempts
         if failure is Failure.THROTTLED:
-            if pending.kind == "award":
-                _refused(course.outbox[pending.key])  # never reached it
-            raise RoundAborted(reason, event.retry_after)
+            self._throttled(course, rnd, pending, event.retry_after)
+            return
+        if failure is Failure.NOT_FOUND and pending.key.startswith("modules:"):
+            self._skip(rnd, int(pending.key.removeprefix("modules:")), reason)
+            return
         if pending.kind == "check":
             self._check_failed(course, rnd, pending, failure, retry, out)
             return
@@ -537,3 +566,54 @@ class SyncEngine(Awarding):
     def _reread_later(self, course: CourseState) -> None:
         settled = self.now + self.policy.award_settle_window
         course.reread_after = max(course.reread_after or settled, settled)
+
+    def _throttled(
+        self, course: CourseState, rnd: Round, pending: Pending, retry_after: float | None
+    ) -> None:
+        """The throttle turned the request away before doing anything (an award too never
+        reached the server). It waits in the round and is sent again once the wait is
+        over: what ``Retry-After`` asks, at least a second, at most
+        ``Policy.max_retry_after``. Aborting instead would throw away everything read so far
+        and start again from the first page, so a course whose round costs more than
+        Canvas's bucket holds would never finish one; waiting lets it finish at the pace
+        Canvas admits. Throttled waits do not count against ``request_attempts``: the
+        request was refused, not failed, and the round timeout still bounds a round that
+        hears nothing."""
+        if pending.kind == "award":
+            _refused(course.outbox[pending.key])  # not sent for now: checked again first
+        wait = self.policy.backoff_base if retry_after is None else retry_after
+        wait = min(max(wait, 1.0), self.policy.max_retry_after)
+        rnd.throttled_until = max(rnd.throttled_until, self.now + wait)
+        rnd.parked.append(pending)
+
+    def _release(self, course: CourseState, rnd: Round, out: list[Command]) -> None:
+        """Send the next throttled request again once its wait is over: one at a time (the
+        next when this one is answered), so a throttled course goes on at the pace the
+        bucket drains instead of in a burst that the throttle turns away again. An award is
+        checked again first (:meth:`_check`), as every award is just before it is issued:
+        while it waited, a teacher may have awarded or revoked it by hand, or another
+        course sharing its class may have awarded it (then it is no longer pending, and
+        nothing is sent for it)."""
+        while rnd.parked and not rnd.pending and self.now >= rnd.throttled_until:
+            pending = rnd.parked.pop(0)
+            rnd.heard_at = self.now
+            if pending.kind == "award":
+                entry = course.outbox.get(pending.key)
+                if entry is not None and entry.status is AwardStatus.PENDING:
+                    self._check(course, rnd, pending.key, entry, out)
+            else:
+                again = replace(pending.command, request_id=self._take_id())
+                self._track(course, rnd, pending.kind, pending.key, again, out, pending.attempt)
+
+    def _skip(self, rnd: Round, uid: int, reason: str) -> None:
+        """One student's own read answered 404: Canvas answers so for anyone who is no
+        longer a student of the course, so the student left after the roster was read. That
+        student is left out of this round (nothing written for them, their last judgement
+        kept) with the reason in ``status()``; everyone else is judged and written, and the
+        next round's roster shows whether they really left. Aborting the round instead
+        would hold up the whole course for one student, every time one leaves mid-round."""
+        rnd.skipped.add(uid)
+        rnd.modules_read.discard(uid)
+        rnd.snapshot.modules.pop(uid, None)
+        rnd.snapshot.required_modules.pop(uid, None)
+        rnd.note(f"modules:{uid}", f"{reason}; student skipped this round (left the course?)")

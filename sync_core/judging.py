@@ -22,7 +22,10 @@ def judge(course: CourseState, rnd: Round) -> None:
     A full round judges every student. An incremental one judges again only those whose
     enrollment, email, submissions or module progress it saw change (every student when
     an assignment or quiz changed, or when the cache is missing), and keeps the rest as
-    the last completed round judged them."""
+    the last completed round judged them. A student whose own read Canvas refused mid-round
+    (``rnd.skipped``: they left after the roster was read) is judged in neither: kept as
+    the last completed round judged them, or left out if none did, so that nothing is
+    decided for them from a round that could not read them."""
     snap, emails, full = rnd.snapshot, rnd.emails, rnd.full
     cached_students, cached_earned = course.students, course.earned
     course.earned = {}  # until _finish: a crash or abort from here on re-judges everyone
@@ -67,8 +70,14 @@ def judge(course: CourseState, rnd: Round) -> None:
         if email is not None and email not in known.setdefault(uid, []):
             known[uid].append(email)
             owners[email] = max(owners.get(email, uid), uid)
+    for uid in rnd.skipped & students.keys():  # as the last round left them, or not at all
+        if uid in cached_students and uid in cached_earned:
+            students[uid] = cached_students[uid]
+        else:
+            del students[uid]
     changed.update(students.keys() - cached_earned.keys())
     changed = set(students) if rejudge_all else (changed | rnd.modules_read) & students.keys()
+    changed -= rnd.skipped
     if full:
         earned_now = earned(course.rules, snap)
     else:
@@ -78,6 +87,8 @@ def judge(course: CourseState, rnd: Round) -> None:
         for uid in changed:
             fresh = uid in rnd.modules_read
             earned_now[uid] = _earned_by(course.rules, snap, uid, fresh, cached_earned.get(uid))
+    for uid in rnd.skipped & students.keys():
+        earned_now[uid] = cached_earned[uid]
     rnd.students, rnd.earned_now, rnd.changed = students, earned_now, changed
 
 

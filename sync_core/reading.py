@@ -42,7 +42,7 @@ class Reading(Rounds):
             or (course.reread_after is not None and self.now >= course.reread_after)
         )
         course.force_full = False
-        rnd = Round(full=full, started_at=self.now)
+        rnd = Round(full=full, started_at=self.now, heard_at=self.now)
         self._rounds[course.course_id] = rnd
         submissions: Params = (("student_ids[]", "all"), *PER_PAGE)
         if not full and course.watermark is not None:

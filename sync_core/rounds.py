@@ -46,8 +46,13 @@ class Pending:
 class Round:
     full: bool
     started_at: float
+    heard_at: float  # the last answer (or throttled request sent again): see round_timeout
     phase: Phase = Phase.READING
     pending: dict[int, Pending] = field(default_factory=dict)
+    # Throttled requests, in order, waiting to be sent again within the round once
+    # ``throttled_until`` has passed (see SyncEngine._throttled).
+    parked: list[Pending] = field(default_factory=list)
+    throttled_until: float = 0.0
     snapshot: CourseSnapshot = field(default_factory=CourseSnapshot)
     emails: dict[int, str | None] = field(default_factory=dict)
     members: dict[int, Member] = field(default_factory=dict)
@@ -63,6 +68,9 @@ class Round:
     roster_unsure: bool = False
     module_positions: dict[int, set[int]] = field(default_factory=dict)
     modules_read: set[int] = field(default_factory=set)  # students whose progress was read
+    # Students whose own reads Canvas refused (404: they left the course after the roster
+    # was read): not judged this round, kept as the last round left them (see _skip).
+    skipped: set[int] = field(default_factory=set)
     times: dict[str, float] = field(default_factory=dict)  # graded_at text -> epoch seconds
     scores: dict[int, dict[int, float]] = field(default_factory=dict)  # as read
     cleared: set[tuple[int, int]] = field(default_factory=set)  # read ungraded or excused

@@ -30,6 +30,10 @@ class Policy:
     # long after the attempt: the longest Credentials replica lag plus the longest delay
     # with which a write the client gave up on may still be stored (README, "Duplicates").
     award_settle_window: float = 600.0
+    # A throttled request waits what its Retry-After says, but never longer than this (and
+    # never longer than a round may go unanswered): one absurd header must not park a course
+    # for a year. Canvas's own throttle asks for seconds.
+    max_retry_after: float = 120.0
 
     def __post_init__(self) -> None:
         for name, value in vars(self).items():
@@ -37,6 +41,8 @@ class Policy:
                 raise ValueError(f"Policy.{name} must be positive, got {value!r}")
         if self.backoff_base > self.backoff_cap:
             raise ValueError("Policy.backoff_base must not exceed backoff_cap")
+        if self.max_retry_after >= self.round_timeout:
+            raise ValueError("Policy.max_retry_after must be shorter than round_timeout")
 
     def freshness_bound(self) -> float:
         """The longest a healthy course can go without completing a round: a full backoff

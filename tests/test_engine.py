@@ -307,10 +307,82 @@ def test_failures_back_off_per_course_capped_and_never_give_up() -> None:
     assert engine.status()[0].failures == 0
 
 
-def test_throttling_waits_at_least_retry_after() -> None:
+def throttled_once(data: dict[object, list], retry_after: float | None) -> Answer:
+    """Throttle every read the first time it is asked (by resource and cursor), then serve."""
+    ok, seen = serve(data), set()
+
+    def answer(cmd: Command) -> Event:
+        key = (getattr(cmd, "resource", None), getattr(cmd, "cursor", None))
+        if isinstance(cmd, FetchCanvasPage) and key not in seen:
+            seen.add(key)
+            return RequestFailed(cmd.request_id, Failure.THROTTLED, retry_after)
+        return ok(cmd)
+
+    return answer
+
+
+def test_a_throttled_read_waits_retry_after_within_its_round() -> None:
     engine = linked()
-    drive(engine, Tick(T0), lambda c: RequestFailed(c.request_id, Failure.THROTTLED, 900.0))
-    assert engine.status()[0].next_due >= T0 + 900
+    answer = throttled_once(canvas_world({1: 9.0}, {1: "a@x.edu"}), 17.0)
+    first = drive(engine, Tick(T0), answer)
+    assert not of(IssueAssertion, first) and engine.status()[0].phase is Phase.READING
+    assert drive(engine, Tick(T0 + 16), answer) == []  # the wait is not over
+    later = drive(engine, Tick(T0 + 17), answer)  # sent again one at a time, then the round
+    (status,) = engine.status()
+    assert status.failures == 0 and status.last_success_at == T0 + 17
+    assert [c.user_id for c in of(IssueAssertion, later)] == [1]
+
+
+def test_a_throttled_round_resends_one_request_at_a_time() -> None:
+    engine = linked()
+    answer = throttled_once(canvas_world({1: 9.0}, {1: "a@x.edu"}), 5.0)
+    drive(engine, Tick(T0), answer)
+    resent = engine.handle(Tick(T0 + 5))
+    assert len(resent) == 1 and isinstance(resent[0], FetchCanvasPage)
+
+
+def test_update_now_overrides_a_throttled_wait_as_it_overrides_a_backoff() -> None:
+    engine = linked()
+    answer = throttled_once(canvas_world({1: 9.0}, {1: "a@x.edu"}), 100.0)
+    drive(engine, Tick(T0), answer)
+    assert engine.status()[0].phase is Phase.READING  # waiting out the throttle
+    cmds = drive(engine, UpdateNowRequested(101), answer)
+    (status,) = engine.status()
+    assert status.phase is Phase.IDLE and status.last_success_at == T0 and status.failures == 0
+    assert [c.user_id for c in of(IssueAssertion, cmds)] == [1]
+
+
+@pytest.mark.parametrize("retry_after", [10.0**9, None])
+def test_retry_after_is_capped_by_the_policy(retry_after: float | None) -> None:
+    policy = Policy(max_retry_after=60.0)
+    engine = linked(policy)
+    answer = throttled_once(canvas_world({1: 9.0}, {1: "a@x.edu"}), retry_after)
+    drive(engine, Tick(T0), answer)
+    wait = 60.0 if retry_after else policy.backoff_base  # no header: the base backoff
+    assert engine.handle(Tick(T0 + wait - 1)) == []
+    assert drive(engine, Tick(T0 + wait), answer)
+    assert engine.status()[0].last_success_at == T0 + wait
+
+
+def test_a_throttled_award_is_sent_again_within_the_round_and_only_once() -> None:
+    engine = linked()
+    ok, throttled = serve(canvas_world({1: 9.0}, {1: "a@x.edu"})), []
+
+    def answer(cmd: Command) -> Event:
+        if isinstance(cmd, IssueAssertion) and not throttled:
+            throttled.append(cmd)
+            return RequestFailed(cmd.request_id, Failure.THROTTLED, 3.0)
+        return ok(cmd)
+
+    drive(engine, Tick(T0), answer)
+    assert engine.status()[0].pending_awards == 1
+    later = drive(engine, Tick(T0 + 3), answer)
+    assert len(of(IssueAssertion, later)) == 1 and engine.status()[0].pending_awards == 0
+
+
+def test_max_retry_after_must_be_shorter_than_the_round_timeout() -> None:
+    with pytest.raises(ValueError, match="max_retry_after"):
+        Policy(max_retry_after=900.0, round_timeout=900.0)
 
 
 def test_a_malformed_record_is_quarantined_and_the_rest_syncs() -> None:
@@ -648,6 +720,29 @@ def test_course_completion_is_not_judged_on_a_module_list_with_a_gap(
     assert bool(of(IssueAssertion, cmds)) is awarded
     gaps = [q for q in engine.status()[0].quarantined if "gaps" in q.reason]
     assert bool(gaps) is not awarded
+
+
+def test_a_student_whose_own_read_is_not_found_is_skipped_and_the_rest_is_written() -> None:
+    """Student 2 left after the roster was read: their progress read answers 404."""
+    engine = linked(rules=(CourseCompleted("DONE"),))
+    data = canvas_world({}, {1: "a@x.edu", 2: "b@x.edu"})
+    data[CanvasList.MODULES] = [
+        {"id": 401, "position": 1, "state": "completed", "items": [{"completion_requirement": {}}]}
+    ]
+    ok = serve(data)
+
+    def answer(cmd: Command) -> Event:
+        if isinstance(cmd, FetchCanvasPage) and ("student_id", "2") in cmd.params:
+            return RequestFailed(cmd.request_id, Failure.NOT_FOUND, detail="404")
+        return ok(cmd)
+
+    cmds = drive(engine, Tick(T0), answer)
+    (status,) = engine.status()
+    assert status.failures == 0 and status.last_success_at == T0
+    assert [c.user_id for c in of(UpsertMember, cmds)] == [1]  # nothing written for 2
+    assert [c.user_id for c in of(IssueAssertion, cmds)] == [1]
+    (skipped,) = [q for q in status.quarantined if q.resource == "modules:2"]
+    assert "skipped this round" in skipped.reason
 
 
 @given(st.data())

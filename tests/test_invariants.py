@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from simulators.canvas.model import RateLimit
 from simulators.harness.invariants import (
     QUIESCENCE,
     SAFETY,
@@ -19,8 +20,13 @@ from simulators.harness.invariants import (
     no_duplicate_awards,
     no_live_duplicates,
     no_unearned_awards,
+    progress_under_load,
     update_now_repairs,
 )
+from simulators.harness.simulation import load_bound
+from simulators.world import World
+from simulators.worlds import CourseSpec, build
+from sync_core import Policy
 
 
 def healthy() -> WorldView:
@@ -129,6 +135,30 @@ def test_course_freshness_catches_never_and_stale_syncs() -> None:
     view = healthy()
     assert "never" in course_freshness(with_course(view, last_synced=None), 900, 300)[0].detail
     assert course_freshness(view, since=1050, bound=300)[0].invariant == "course-freshness"
+
+
+def test_progress_under_load_catches_a_course_that_never_finished_a_round() -> None:
+    view = healthy()
+    assert progress_under_load(view, since=900, bound=300) == []
+    (v,) = progress_under_load(with_course(view, last_synced=None), 900, 300)
+    assert v.invariant == "progress-under-load" and "never" in v.detail
+    assert progress_under_load(view, since=1050, bound=300)[0].course_id == 101
+
+
+def test_the_load_bound_grows_with_the_course_and_shrinks_with_the_outflow() -> None:
+    policy = Policy()
+    small, small_rules = World.small(1)
+    large, rules = build((CourseSpec(students=2000, modules=2),), 1)
+    for world, linked in ((small, small_rules), (large, rules)):
+        for course_id, course_rules in linked.items():
+            world.link_course(course_id, course_rules)
+    base = policy.backoff_cap + policy.poll_interval
+    assert 0 < load_bound(small, policy) - base < load_bound(large, policy) - base
+    # 2,000 module reads and the rest, at 10 cost units a second: at least 200 s of drain
+    assert load_bound(large, policy) - base > 200
+    slow = load_bound(large, policy)
+    large.canvas.rate_limit = RateLimit(outflow=5.0)
+    assert load_bound(large, policy) > slow
 
 
 def test_update_now_repairs_reports_what_did_not_converge() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -121,7 +122,7 @@ def test_a_scenario_file_runs_against_either_engine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('name = "x"\nworld = "huge"', "'world' must be small or semester"),
+        ('name = "x"\nworld = "huge"', "'world' must be small, semester or large"),
         ('name = "x"\ncolour = "red"', "unknown keys \\['colour'\\]"),
         ('description = "no name"', "'name' must be a non-empty string"),
         ('name = "x"\nexpect = ["no-bugs"]', "'expect' must list invariants"),
@@ -165,7 +166,9 @@ def test_scenario_run_names_the_invariant_course_user_time_and_faults(
     assert "earned-implies-awarded broken for course 101, user 1003 at +" in out
     assert "after faults: t=+" in out and "transient_5xx on IssueAssertion" in out
     assert main(["scenario", "run", str(path), "--engine", "core"]) == 0
-    assert "PASS tiny (core engine" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "PASS tiny (core engine" in out
+    assert re.search(r"first full round: course 101 0\.\d\d simulated hours", out)
 
 
 def test_scenario_run_json_and_unknown_names(
@@ -274,6 +277,7 @@ def test_a_fuzz_recording_replays_step_for_step(tmp_path: Path) -> None:
             "policy": recording["policy"],
             "faults": {**recording["faults"], "draws": recording["draws"]},  # type: ignore[dict-item]
             "timeline": recording["timeline"],
+            **({"rate_limit": recording["rate_limit"]} if "rate_limit" in recording else {}),
         }
         replayed = run(Scenario.from_dict(data, "recording"), "core")
         assert replayed.error is None

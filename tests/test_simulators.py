@@ -27,6 +27,7 @@ from simulators import (
     World,
     iso,
 )
+from simulators.canvas.model import RateLimit
 from simulators.faults import SWARM_RATES
 from sync_core.commands import (
     CanvasList,
@@ -1101,6 +1102,9 @@ def test_same_seed_same_log() -> None:
 @pytest.mark.parametrize("status", [403, 429])
 def test_canvas_leaky_bucket_throttles_a_burst_and_recovers_as_it_drains(status: int) -> None:
     world, _ = World.small(1)
+    # Each request takes 30-90 ms and costs about 1.07: at one unit a second the bucket
+    # drains far more slowly than a burst fills it.
+    world.canvas.rate_limit = RateLimit(outflow=1.0)
     services = Services(world, FaultPlan(FaultRates.none(), CountingChoices()), status)
     token = world.tokens.issue(Service.CANVAS)
     request = ApiRequest(
@@ -1109,7 +1113,7 @@ def test_canvas_leaky_bucket_throttles_a_burst_and_recovers_as_it_drains(status:
         {"Authorization": f"Bearer {token}"},
     )
     answers = []
-    for _ in range(600):  # all at one virtual instant: nothing drains
+    for _ in range(1000):  # back to back: the bucket fills faster than it drains
         answer = services.serve(Service.CANVAS, request)
         assert isinstance(answer, HttpResponse)
         answers.append(answer)

@@ -49,6 +49,22 @@ _ID_BASES: Final = {
 }
 
 
+@dataclass(frozen=True)
+class RateLimit:
+    """Canvas's throttle settings (fact sheet section 3): a leaky bucket per token that
+    drains ``outflow`` cost units a second, each request first reserving ``up_front`` and
+    being throttled past ``high_water``. These are the source defaults; hosted values are
+    not published, so the state machine also draws tighter ones."""
+
+    high_water: float = 600.0
+    outflow: float = 10.0
+    up_front: float = 50.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.up_front < self.high_water or self.outflow <= 0:
+            raise ValueError(f"{self}: need 0 <= up_front < high_water and outflow > 0")
+
+
 @dataclass
 class Course:
     id: int
@@ -177,6 +193,7 @@ class Canvas:
     def __init__(self, clock: VirtualClock, replica_lag: float = 120.0) -> None:
         self.clock = clock
         self.replica_lag = replica_lag
+        self.rate_limit = RateLimit()
         self.courses: dict[int, Course] = {}
         self.sections: dict[int, Section] = {}
         self.users: dict[int, User] = {}
@@ -218,6 +235,7 @@ class Canvas:
         snap = Canvas.__new__(Canvas)
         snap.clock = self.clock
         snap.replica_lag = self.replica_lag
+        snap.rate_limit = self.rate_limit  # frozen: shared safely
         snap.writes = self.writes
         snap.course_writes = dict(self.course_writes)
         snap.courses = _clone_values(self.courses)

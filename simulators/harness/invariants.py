@@ -318,6 +318,24 @@ def course_freshness(view: WorldView, since: float, bound: float) -> list[Violat
     Guards symptoms 1 and 2 (courses that never sync, courses that stop syncing): a loop
     driven by the assignment list skips courses without assignments, and a course disabled
     after repeated errors never comes back."""
+    return _synced_since(view, "course-freshness", since, bound)
+
+
+def progress_under_load(view: WorldView, since: float, bound: float) -> list[Violation]:
+    """With healthy servers, every linked course completes a sync within ``bound`` seconds
+    of ``since``, where the bound is stated from the load (see
+    :func:`simulators.harness.simulation.load_bound`): a wait already scheduled, a poll, and
+    the time Canvas's throttle needs to admit one full round of every linked course at its
+    outflow rate, plus the requests' own time. Unlike ``course-freshness`` it allows no
+    round timeout, and it grows with the courses' size.
+
+    Guards large courses that never finish a round under Canvas's own rate limit: a round
+    that aborts on a throttle and starts again from the first page meets the throttle at
+    the same place every time."""
+    return _synced_since(view, "progress-under-load", since, bound)
+
+
+def _synced_since(view: WorldView, name: str, since: float, bound: float) -> list[Violation]:
     out = []
     for course in view.courses:
         last = course.last_synced
@@ -325,7 +343,7 @@ def course_freshness(view: WorldView, since: float, bound: float) -> list[Violat
             when = "never" if last is None else f"last at t={last:.0f}"
             out.append(
                 Violation(
-                    "course-freshness",
+                    name,
                     course.course_id,
                     None,
                     f"no completed sync within {bound:.0f}s of t={since:.0f} "

@@ -22,11 +22,12 @@ from hypothesis import event
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
+from simulators.canvas.model import RateLimit
 from simulators.faults import FaultPlan, HypothesisChoices
 from simulators.harness.actions import next_new_student, perform
 from simulators.harness.invariants import SAFETY, Violation, check
 from simulators.harness.simulation import Engine, Simulation
-from simulators.strategies import fault_rates, fault_targets, small_world_seeds
+from simulators.strategies import fault_rates, fault_targets, rate_limits, small_world_seeds
 from simulators.world import World
 from sync_core import (
     AwardRule,
@@ -98,6 +99,7 @@ class SyncMachine(RuleBasedStateMachine):
     def setup(self, seed: int, data: st.DataObject) -> None:
         choices = HypothesisChoices(data)
         self.world, small_rules = small_world(seed)
+        self.world.canvas.rate_limit = data.draw(rate_limits())
         self.rates = data.draw(fault_rates())  # VOPR-style: none to very high, per example
         # Some examples aim every fault at Credentials writes: reads then succeed, so what
         # happens to awards, members and the leaderboard is not hidden behind failed reads.
@@ -185,6 +187,11 @@ class SyncMachine(RuleBasedStateMachine):
             },
             "draws": list(self.draws),
             "timeline": [dict(a) for a in self.timeline],
+            **(
+                {}
+                if self.world.canvas.rate_limit == RateLimit()
+                else {"rate_limit": vars(self.world.canvas.rate_limit)}
+            ),
         }
 
     # -- linking and courses -------------------------------------------------------------

@@ -28,9 +28,10 @@ from simulators.harness.invariants import (
     WorldView,
     check,
     course_freshness,
+    progress_under_load,
     update_now_repairs,
 )
-from simulators.services import LogEntry
+from simulators.services import LATENCY, LogEntry, request_cost
 from simulators.transport import MemoryTransport
 from simulators.world import World
 from sync_core import (
@@ -43,7 +44,7 @@ from sync_core import (
     Tick,
     UpdateNowRequested,
 )
-from sync_core.engine import CourseStatus
+from sync_core.engine import CourseStatus, Phase
 
 
 class Engine(Protocol):
@@ -101,6 +102,10 @@ class Simulation:
         self.trace: list[TraceEntry] = []
         self.crashes = 0
         self.judged: list[tuple[float, str, Violation]] = []
+        # When each course was first linked, and when its first round (always a full one)
+        # completed: how long a large course takes to sync at all, under the throttle.
+        self.linked_at: dict[int, float] = {}
+        self.first_synced: dict[int, float] = {}
         self._feed(Tick(self.now))  # an adapter starts by telling the engine the time
 
     @property
@@ -111,6 +116,7 @@ class Simulation:
 
     def link(self, event: CourseLinked) -> None:
         self._log("link", event.course_id, f"group {event.group_id}, {len(event.rules)} rules")
+        self.linked_at.setdefault(event.course_id, self.now)
         self._feed(event)
 
     def update_now(self, course_id: int) -> None:
@@ -122,7 +128,11 @@ class Simulation:
         least every ``max_tick`` seconds, so stuck rounds meet their timeout)."""
         end = self.now + seconds
         while self.now < end:
-            due = min((s.next_due for s in self.engine.status()), default=end)
+            statuses = self.engine.status()
+            for s in statuses:  # rounds are a poll apart: no first one completes unseen
+                if s.last_success_at is not None:
+                    self.first_synced.setdefault(s.course_id, s.last_success_at)
+            due = min((s.next_due for s in statuses), default=end)
             wake = min(end, self.now + self.max_tick, max(due, self.now + 1.0))
             self.world.clock.advance(wake - self.now)
             self._feed(Tick(self.now))
@@ -194,10 +204,11 @@ class Simulation:
         """Stop all faults, then hold the engine to its liveness promises.
 
         Writes still on their way land, and are judged as any write is; then one "update
-        now" on the first linked course must repair it at once; then, with no further help,
-        every course must complete a sync within the policy's freshness bound, and two polls
-        later (after hand edits: two polls after the full round that repairs them) the whole
-        world must have converged.
+        now" on the first linked course must repair it by the end of the round it starts (at
+        once, unless the throttle makes that round wait); then, with no further help, every
+        course must complete a sync within the policy's freshness bound, and two polls later
+        (after hand edits: two polls after the full round that repairs them) the whole world
+        must have converged.
 
         ``judge`` names the invariants to judge (all when None): a fuzzer hunting one
         symptom judges only the invariants that can show it, and skips the last poll when
@@ -215,21 +226,28 @@ class Simulation:
         linked = sorted(self.world.links)
         if linked:
             self.update_now(linked[0])
+            self._round_runs_out(linked[0], load_bound(self.world, self.policy))
             if judge is None or "update-now-repairs" in judge:
                 repairs = update_now_repairs(self.view(), linked[0])
                 violations += self._judged("liveness", repairs)
-        bound = self.policy.freshness_bound()
+        policy = self.policy
+        deadlines = {
+            "course-freshness": (policy.freshness_bound(), course_freshness),
+            "progress-under-load": (load_bound(self.world, policy), progress_under_load),
+        }
         quiescence = {
             name: invariant
             for name, invariant in QUIESCENCE.items()
             if judge is None or name in judge
         }
-        if judge is not None and not quiescence and "course-freshness" not in judge:
+        if judge is not None and not quiescence and not judge & deadlines.keys():
             return violations
-        self.advance(bound)
-        if judge is None or "course-freshness" in judge:
-            fresh = course_freshness(self.view(), since=healed_at, bound=bound)
-            violations += self._judged("liveness", fresh)
+        start = self.now
+        for name, (bound, invariant) in sorted(deadlines.items(), key=lambda d: d[1][0]):
+            self.advance(start + bound - self.now)
+            if judge is None or name in judge:
+                found = invariant(self.view(), since=healed_at, bound=bound)
+                violations += self._judged("liveness", found)
         if quiescence:
             if self.world.edited_by_hand:
                 # What a teacher changed by hand is put right by the next full round (README,
@@ -239,6 +257,17 @@ class Simulation:
             self.advance(2 * self.policy.poll_interval)
             violations += self._judged("quiescence", check(self.view(), quiescence))
         return violations
+
+    def _round_runs_out(self, course_id: int, limit: float) -> None:
+        """Let the course's round in progress run to its end, for at most ``limit`` seconds.
+        Over the memory transport a round completes within the step that starts it, unless
+        Canvas's throttle made it wait: then the clock moves a second at a time until the
+        throttled requests have been sent again and answered."""
+        end = self.now + limit
+        while self.now < end and any(
+            s.course_id == course_id and s.phase is not Phase.IDLE for s in self.engine.status()
+        ):
+            self.advance(1.0)
 
     def _judged(self, phase: str, violations: list[Violation]) -> list[Violation]:
         """Keep when and in which phase each violation was found, for reports."""
@@ -255,6 +284,45 @@ def _describe(command: Command, answer: Event) -> str:
     target = getattr(command, "resource", None)
     what = f"{name} {target.value}" if target is not None else name
     return f"{what} -> {outcome}"
+
+
+def load_bound(world: World, policy: Policy) -> float:
+    """How long after the faults stop every linked course must have completed a round,
+    stated from the load (the ``progress-under-load`` invariant): a wait the engine may
+    already have scheduled (``backoff_cap``), a poll, and the time one full round of every
+    linked course needs. They share one token, so one bucket: its Canvas requests cost what
+    the fake charges (:func:`request_cost`, per page of at most 100 rows), and the bucket
+    admits that at ``outflow`` per second. Every request also takes up to the longest
+    latency of a full page; a Canvas request may be turned away twice before it is admitted
+    (once in the burst a round starts with, once more when Retry-After, in whole seconds,
+    rounds the wait down), each refusal one more round trip. Sizes come from the world's
+    ground truth, each an upper bound of what a sync must read or write: every enrollment
+    and user row, a submission row per student and assignment, one module-progress read per
+    student of a course with modules, a member per student, and an award per earned badge
+    with the read of that student's awards of the class made just before it.
+    """
+    canvas = world.canvas
+    reads = writes = 0
+    cost = 0.0
+    for course_id, link in world.links.items():
+        enrollments = len(canvas.enrollments_in(course_id))
+        students = len(world.earning_students(course_id))
+        work = len(canvas.assignments_in(course_id))
+        lists = (enrollments, enrollments, work, students * work, work)  # quizzes <= work
+        for rows in lists:
+            full, rest = divmod(rows, 100)
+            reads += full + 1
+            cost += full * request_cost(100) + request_cost(rest)
+        if canvas.modules_in(course_id):
+            reads += students
+            cost += students * request_cost(len(canvas.modules_in(course_id)))
+        pages = students // 100 + 1
+        awards = len(world.earned_now(course_id))
+        writes += pages * (2 + len(link.rules)) + students + 2 * awards
+    trip = LATENCY.longest(100)
+    limit = canvas.rate_limit
+    seconds = cost / limit.outflow + 3 * reads * trip + (writes + 1) * trip
+    return policy.backoff_cap + policy.poll_interval + seconds
 
 
 def observe(
