@@ -113,6 +113,12 @@ class CourseStatus:
     quarantined: tuple[Quarantined, ...]
 
 
+def _resumes_at(rnd: Round, next_due: float) -> float:
+    """When a course in a round needs the clock next: when its throttled wait ends, if it is
+    only waiting out the throttle (an adapter may sleep until then), else when it was due."""
+    return rnd.throttled_until if rnd.parked and not rnd.pending else next_due
+
+
 class SyncEngine(Awarding):
     """Level-triggered reconciler for every linked course. Pure: no I/O, clock or randomness.
 
@@ -204,7 +210,7 @@ class SyncEngine(Awarding):
                 CourseStatus(
                     course_id=cid,
                     phase=rnd.phase if rnd else Phase.IDLE,
-                    next_due=c.next_due,
+                    next_due=c.next_due if rnd is None else _resumes_at(rnd, c.next_due),
                     failures=c.failures,
                     last_error=c.last_error,
                     last_success_at=c.last_success_at,

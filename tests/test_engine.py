@@ -326,6 +326,7 @@ def test_a_throttled_read_waits_retry_after_within_its_round() -> None:
     answer = throttled_once(canvas_world({1: 9.0}, {1: "a@x.edu"}), 17.0)
     first = drive(engine, Tick(T0), answer)
     assert not of(IssueAssertion, first) and engine.status()[0].phase is Phase.READING
+    assert engine.status()[0].next_due == T0 + 17  # when the round goes on: sleep till then
     assert drive(engine, Tick(T0 + 16), answer) == []  # the wait is not over
     later = drive(engine, Tick(T0 + 17), answer)  # sent again one at a time, then the round
     (status,) = engine.status()
