@@ -240,10 +240,14 @@ def first_rounds(result: Run) -> str:
     """How long each linked course's first round (a full one) took, in simulated hours:
     what a large course costs under Canvas's throttle."""
     sim = result.sim
+    # The engine stamps a round with the time of its last Tick, which can be up to a
+    # request's latency before the link when requests moved the clock between Ticks. The
+    # harness now ticks before every answer that took time, so this should no longer
+    # happen, but a figure that did would be read as a round taking negative time: hence max.
     took = [
         f"course {cid} "
         + (
-            f"{(sim.first_synced[cid] - at) / 3600:.2f} simulated hours"
+            f"{max(0.0, sim.first_synced[cid] - at) / 3600:.2f} simulated hours"
             if cid in sim.first_synced
             else "never completed"
         )
