@@ -880,8 +880,10 @@ def test_an_unreadable_leaderboard_row_makes_a_full_round_publish_again() -> Non
 
 def test_a_refused_award_leaves_nothing_to_wait_for() -> None:
     """Found by ``credsync fuzz``: an award POST answered 429 was stored nowhere, so when a
-    later round's check of it is cut short, the award is pending again, not uncertain (an
-    uncertain one would wait out the settle window, and "update now" could not repair it)."""
+    later check of it is cut short, the award is pending again, not uncertain (an uncertain
+    one would wait out the settle window, and "update now" could not repair it). A throttled
+    award waits in its round and is checked again before it is sent; a throttled check
+    waits too, so the check here is cut short by failing for good instead."""
     engine = linked()
     data = canvas_world({1: 9.0}, {1: "a@x.edu"})
     throttled = serve(
@@ -895,12 +897,12 @@ def test_a_refused_award_leaves_nothing_to_wait_for() -> None:
     drive(engine, Tick(T0), throttled)
     base = serve(data)
 
-    def checks_throttled(cmd: Command) -> Event:
+    def checks_fail(cmd: Command) -> Event:
         if isinstance(cmd, FetchCredentialsPage) and ("recipient", "a@x.edu") in cmd.params:
-            return RequestFailed(cmd.request_id, Failure.THROTTLED, 1.0)
+            return RequestFailed(cmd.request_id, Failure.TRANSIENT)
         return base(cmd)
 
-    drive(engine, UpdateNowRequested(101), checks_throttled)
+    drive(engine, UpdateNowRequested(101), checks_fail)
     (status,) = engine.status()
     assert status.uncertain_awards == 0 and status.pending_awards == 1
     cmds = drive(engine, UpdateNowRequested(101), serve(data))
