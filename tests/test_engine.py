@@ -381,6 +381,55 @@ def test_a_throttled_award_is_sent_again_within_the_round_and_only_once() -> Non
     assert len(of(IssueAssertion, later)) == 1 and engine.status()[0].pending_awards == 0
 
 
+def test_a_throttled_award_is_checked_again_before_it_is_sent() -> None:
+    """While a throttled award waited, a teacher made it by hand: the read of the student's
+    awards of the class, made again before it is sent, shows it, and it is not made twice."""
+    engine = linked()
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    ok, throttled = serve(data), []
+
+    def answer(cmd: Command) -> Event:
+        if isinstance(cmd, IssueAssertion) and not throttled:
+            throttled.append(cmd)
+            return RequestFailed(cmd.request_id, Failure.THROTTLED, 3.0)
+        return ok(cmd)
+
+    drive(engine, Tick(T0), answer)
+    by_hand = {
+        "entityId": "BYHAND",
+        "badgeclass": "B1",
+        "recipient": {"plaintextIdentity": "a@x.edu"},
+        "createdAt": "2025-09-01T00:00:01Z",
+    }
+    data[CredentialsList.ASSERTIONS] = [by_hand]
+    later = drive(engine, Tick(T0 + 3), answer)
+    assert of(IssueAssertion, later) == []
+    (status,) = engine.status()
+    assert status.pending_awards == 0 and status.last_success_at == T0 + 3
+
+
+def test_an_aborted_round_puts_a_throttled_check_back() -> None:
+    """A check the throttle turned away waits in its round. If the round is aborted while it
+    waits (here a member write is never answered), the award is pending again and the next
+    round checks and makes it: it is not left "checking" for good."""
+    engine = linked()
+    ok = serve(canvas_world({1: 9.0}, {1: "a@x.edu"}))
+    queue = engine.handle(Tick(T0))
+    while queue:
+        cmd = queue.pop(0)
+        if isinstance(cmd, UpsertMember):
+            continue  # never answered
+        if isinstance(cmd, FetchCredentialsPage) and ("recipient", "a@x.edu") in cmd.params:
+            queue.extend(engine.handle(RequestFailed(cmd.request_id, Failure.THROTTLED, 5.0)))
+        else:
+            queue.extend(engine.handle(ok(cmd)))
+    engine.handle(Tick(T0 + engine.policy.round_timeout))
+    (status,) = engine.status()
+    assert status.failures == 1 and "timed out" in (status.last_error or "")
+    cmds = drive(engine, UpdateNowRequested(101), ok)
+    assert [c.user_id for c in of(IssueAssertion, cmds)] == [1]
+
+
 def test_max_retry_after_must_be_shorter_than_the_round_timeout() -> None:
     with pytest.raises(ValueError, match="max_retry_after"):
         Policy(max_retry_after=900.0, round_timeout=900.0)
