@@ -8,6 +8,7 @@ or rule code would share its bugs, and the invariants would prove nothing.
 
 from __future__ import annotations
 
+import copy
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -172,8 +173,21 @@ class World:
             if noted is not None and noted[0] == version and noted[1] is link:
                 continue  # nothing earned in it can have changed since it was noted
             self._noted_courses[course_id] = (version, link)
-            for user_id, badge in self._earned_pairs(course_id):
+            for user_id, badge in self._earned_pairs(course_id) | self._seen_stale(course_id):
                 self.ever_earned.add((course_id, user_id, badge))
+
+    def _seen_stale(self, course_id: int) -> frozenset[tuple[int, str]]:
+        """What the course's students earn, under its rules now, on what a stale read serves
+        (Canvas's lagging replica): older data is what Canvas said, and a rule added since
+        (a relink) judges it as the sync may. Without this, an award judged on a stale read
+        under a new rule would count as unearned, though no sync could tell the read was
+        stale."""
+        replica = self.canvas.replica()
+        if replica is self.canvas:
+            return frozenset()
+        seen = copy.copy(self)  # the same links, judged on the replica, with its own cache
+        seen.canvas, seen._earned = replica, {}
+        return seen._earned_pairs(course_id)
 
     def emails_ever(self, user_id: int) -> set[str]:
         """Every address the user has had, lowercased: an award to any of them is theirs."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from simulators.canvas.model import RateLimit
+from simulators.faults import FaultPlan, FaultRates, SeededChoices
+from simulators.harness.actions import perform
 from simulators.harness.invariants import (
     QUIESCENCE,
     SAFETY,
@@ -23,7 +25,8 @@ from simulators.harness.invariants import (
     progress_under_load,
     update_now_repairs,
 )
-from simulators.harness.simulation import load_bound
+from simulators.harness.machine import POLICY, small_world
+from simulators.harness.simulation import Simulation, load_bound
 from simulators.world import World
 from simulators.worlds import CourseSpec, build
 from sync_core import Policy
@@ -340,3 +343,28 @@ def test_an_award_is_live_from_when_it_is_stored_until_it_is_revoked() -> None:
     assert not late.live_at(1100) and late.live_at(1200)
     revoked = by_hand(1000, revoked_at=1100)
     assert revoked.live_at(1099) and not revoked.live_at(1100)
+
+
+def test_an_award_judged_on_a_stale_read_under_a_rule_added_since_was_earned() -> None:
+    """A stale Canvas read still shows a deleted assignment's scores, and a rule added by a
+    relink judges them: the sync awards what Canvas showed, which no sync could tell was
+    stale. The world counts what its lagging replica serves as earned under the rules in
+    force, so ``no-unearned-awards`` stays quiet; the student earns nothing on the current
+    data, so only that replica view makes it earned."""
+    world, rules = small_world(3)
+    sim = Simulation(world, FaultPlan(FaultRates(), SeededChoices(0)), policy=POLICY)
+    for course_id, course_rules in sorted(rules.items()):
+        sim.link(world.link_course(course_id, course_rules))
+    badge = "6XjG2E2bKyzr267wUCPldQ"  # a class of course 101's rules
+    for action in (
+        {"do": "wait", "minutes": 10},
+        {"do": "faults", "stale_read": 1000, "on": ["canvas-read"]},
+        {"do": "delete-assignment", "assignment": 7005},
+        {"do": "share-badge-class", "course": 103, "badge": badge},
+        {"do": "wait", "minutes": 10},
+    ):
+        perform(sim, action)
+    awarded = {a.identity for a in world.credentials.assertions.values() if a.badge_class == badge}
+    assert world.canvas.users[1012].email.lower() in awarded  # judged on the stale read
+    assert (1012, badge) not in world.earned_now(103)  # the current data earns nothing
+    assert [v for v in check(sim.view(), SAFETY) if v.invariant == "no-unearned-awards"] == []
