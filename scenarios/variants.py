@@ -69,10 +69,25 @@ class AwardsSharedClassTwice(SyncEngine):
         return None
 
 
+class RestartsAfterThrottle(SyncEngine):
+    """Aborts the whole round on a throttle and starts the next from the first page, as the
+    core did before throttled requests waited within their round: a course whose round
+    costs more than Canvas's bucket holds then never completes one
+    (``progress-under-load``). The core parks a throttled request and sends it again
+    within its round once ``Retry-After`` has passed."""
+
+    def _throttled(self, course: Any, rnd: Any, pending: Any, retry_after: float | None) -> None:
+        if pending.kind == "award":  # refused: nothing of it can land
+            course.outbox[pending.key].status = AwardStatus.PENDING
+            course.outbox[pending.key].attempted_at = None
+        raise RoundAborted(f"{pending.key}: throttled", retry_after)
+
+
 VARIANTS: dict[str, type[SyncEngine]] = {
     "trusts-one-read": TrustsOneRead,
     "checks-early": ChecksEarly,
     "aborts-on-missing-class": AbortsOnMissingClass,
     "awards-shared-class-twice": AwardsSharedClassTwice,
+    "restarts-after-throttle": RestartsAfterThrottle,
 }
 """Every variant by the name ``credsync`` and scenario files use."""

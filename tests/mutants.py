@@ -17,8 +17,6 @@ from sync_core import (
     RequestFailed,
     SyncEngine,
 )
-from sync_core.engine import RoundAborted
-from sync_core.state import AwardStatus
 
 
 class RetriesBlindly(SyncEngine):
@@ -63,15 +61,3 @@ class PublishesTheLeaderboardOnce(SyncEngine):
     def _publish(self, course: Any, rnd: Any, out: list[Command]) -> None:
         if not rnd.leaderboard:
             super()._publish(course, rnd, out)
-
-
-class RestartsAfterThrottle(SyncEngine):
-    """Aborts the whole round on a throttle and starts the next from the first page, as the
-    core did before throttled requests waited within their round: a course whose round
-    costs more than Canvas's bucket holds then never completes one."""
-
-    def _throttled(self, course: Any, rnd: Any, pending: Any, retry_after: float | None) -> None:
-        if pending.kind == "award":  # refused: nothing of it can land
-            course.outbox[pending.key].status = AwardStatus.PENDING
-            course.outbox[pending.key].attempted_at = None
-        raise RoundAborted(f"{pending.key}: throttled", retry_after)
