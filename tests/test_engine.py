@@ -99,6 +99,22 @@ def drive(engine: SyncEngine, event: Event, answer: Answer) -> list[Command]:
     return seen
 
 
+def failing_first(
+    kind: type, answer: Answer, failure: Failure, retry_after: float | None = None
+) -> tuple[Answer, list[Command]]:
+    """``answer``, but the first command of ``kind`` fails with ``failure``; the list holds
+    that command once it has failed."""
+    failed: list[Command] = []
+
+    def fail_first(cmd: Command) -> Event:
+        if isinstance(cmd, kind) and not failed:
+            failed.append(cmd)
+            return RequestFailed(cmd.request_id, failure, retry_after)
+        return answer(cmd)
+
+    return fail_first, failed
+
+
 def linked(policy: Policy | None = None, rules: tuple = (RULE,)) -> SyncEngine:
     engine = SyncEngine(policy)
     engine.handle(CourseLinked(101, "ISS", "GRP", rules))
@@ -237,15 +253,8 @@ def test_a_write_that_may_land_late_makes_a_round_after_the_settle_window_read_a
     the first round to start after it is a full one, and the doubt survives a restart."""
     engine = linked()
     data = canvas_world({1: 9.0}, {1: "a@x.edu"})
-    timeouts = []
-
-    def first_publish_times_out(cmd: Command) -> Event:
-        if isinstance(cmd, PublishLeaderboard) and not timeouts:
-            timeouts.append(cmd)
-            return RequestFailed(cmd.request_id, Failure.AMBIGUOUS, detail="timeout")
-        return WriteAcknowledged(cmd.request_id)
-
-    drive(engine, Tick(T0), serve(data, writes=first_publish_times_out))
+    answer, timeouts = failing_first(PublishLeaderboard, serve(data), Failure.AMBIGUOUS)
+    drive(engine, Tick(T0), answer)
     assert len(timeouts) == 1
     engine = SyncEngine.from_json(engine.to_json(), engine.policy)
     policy = engine.policy
@@ -367,14 +376,8 @@ def test_retry_after_is_capped_by_the_policy(retry_after: float | None) -> None:
 
 def test_a_throttled_award_is_sent_again_within_the_round_and_only_once() -> None:
     engine = linked()
-    ok, throttled = serve(canvas_world({1: 9.0}, {1: "a@x.edu"})), []
-
-    def answer(cmd: Command) -> Event:
-        if isinstance(cmd, IssueAssertion) and not throttled:
-            throttled.append(cmd)
-            return RequestFailed(cmd.request_id, Failure.THROTTLED, 3.0)
-        return ok(cmd)
-
+    data = canvas_world({1: 9.0}, {1: "a@x.edu"})
+    answer, _ = failing_first(IssueAssertion, serve(data), Failure.THROTTLED, retry_after=3.0)
     drive(engine, Tick(T0), answer)
     assert engine.status()[0].pending_awards == 1
     later = drive(engine, Tick(T0 + 3), answer)
@@ -386,14 +389,7 @@ def test_a_throttled_award_is_checked_again_before_it_is_sent() -> None:
     awards of the class, made again before it is sent, shows it, and it is not made twice."""
     engine = linked()
     data = canvas_world({1: 9.0}, {1: "a@x.edu"})
-    ok, throttled = serve(data), []
-
-    def answer(cmd: Command) -> Event:
-        if isinstance(cmd, IssueAssertion) and not throttled:
-            throttled.append(cmd)
-            return RequestFailed(cmd.request_id, Failure.THROTTLED, 3.0)
-        return ok(cmd)
-
+    answer, _ = failing_first(IssueAssertion, serve(data), Failure.THROTTLED, retry_after=3.0)
     drive(engine, Tick(T0), answer)
     by_hand = {
         "entityId": "BYHAND",
